@@ -1,0 +1,106 @@
+"""The catalog: which models, indexes and datasets the app shows, each with its source.
+
+`catalog.toml` (the default) names the bundled demo assets, so the app works offline; `catalog.hub.toml`
+adds real public models from the Hugging Face Hub. Pick one with `--catalog` or `VLSTUDIO_CATALOG`.
+Relative folder sources are resolved against the catalog file's directory.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CATALOG = ROOT / "catalog.toml"
+CATALOG_ENV = "VLSTUDIO_CATALOG"
+
+
+class CatalogError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # a registry family: open_clip, hf_clip, siglip, ...
+    source: str  # hf-hub:owner/repo[@rev] or an absolute folder
+    description: str = ""
+    tasks: tuple[str, ...] = ("search",)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    model: str
+    collection: str  # what the index holds, e.g. "demo scenes (test)"
+    source: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, ModelSpec]
+    indexes: tuple[IndexSpec, ...]
+    path: Path | None = None
+    datasets: dict[str, str] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise CatalogError(f"Unknown model {name!r}. Known models: {', '.join(self.models) or 'none'}.")
+        return self.models[name]
+
+    def search_models(self) -> list[str]:
+        """Models that have at least one index, in catalog order."""
+        with_index = {i.model for i in self.indexes}
+        return [m for m in self.models if m in with_index]
+
+    def collections(self, model: str | None = None) -> list[str]:
+        seen = dict.fromkeys(i.collection for i in self.indexes if model is None or i.model == model)
+        return list(seen)
+
+    def index(self, model: str, collection: str) -> IndexSpec:
+        for spec in self.indexes:
+            if spec.model == model and spec.collection == collection:
+                return spec
+        raise CatalogError(
+            f"Model {model!r} has no index for {collection!r}. "
+            f"Its collections: {', '.join(self.collections(model)) or 'none'}."
+        )
+
+
+def _source(value: str, base: Path) -> str:
+    if value.startswith("hf-hub:"):
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_catalog(path: Path | str | None = None) -> Catalog:
+    """Read a catalog file (the `--catalog` flag, else `$VLSTUDIO_CATALOG`, else `catalog.toml`)."""
+    path = Path(path or os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG)
+    if not path.is_file():
+        raise CatalogError(f"Catalog file {path} not found.")
+    data = tomllib.loads(path.read_text())
+    base = path.resolve().parent
+    models: dict[str, ModelSpec] = {}
+    indexes: list[IndexSpec] = []
+    datasets: dict[str, str] = {}
+    for inc in data.get("include", []):  # e.g. the hub catalog includes the demo one
+        sub = load_catalog(base / inc)
+        models |= sub.models
+        indexes += sub.indexes
+        datasets |= sub.datasets
+    for name, m in data.get("models", {}).items():
+        try:
+            models[name] = ModelSpec(
+                name, m["family"], _source(m["source"], base), m.get("description", ""), tuple(m.get("tasks", ["search"]))
+            )
+        except KeyError as e:
+            raise CatalogError(f"{path}: model {name!r} lacks {e.args[0]!r}") from None
+    for i in data.get("indexes", []):
+        if i.get("model") not in models:
+            raise CatalogError(f"{path}: an index refers to unknown model {i.get('model')!r}")
+        indexes.append(IndexSpec(i["model"], i["collection"], _source(i["source"], base), i.get("description", "")))
+    for name, src in data.get("datasets", {}).items():
+        datasets[name] = _source(src, base)
+    return Catalog(models, tuple(indexes), path, datasets)

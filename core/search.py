@@ -1,0 +1,57 @@
+"""Text→image and image→image search over an index: pure functions the Search tab and API call."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.inputs import clean_text
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # cosine similarity in [-1, 1]
+    caption: str
+    image_png: bytes
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    notices: list[str] = field(default_factory=list)
+
+
+def truncation_notice(encoder, text: str) -> list[str]:
+    check = encoder.check_text(text)
+    if not check.truncated:
+        return []
+    return [
+        f"Your text is {check.n_tokens} tokens long but {encoder.name} reads at most {check.context_length}; "
+        "only the beginning was used."
+    ]
+
+
+def _hits(index, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
+    meta = index.meta
+    hits = []
+    for score, i in zip(scores, ids):
+        if i < 0:  # FAISS pads with -1 when fewer than k vectors exist
+            continue
+        row = meta.iloc[int(i)]
+        hits.append(Hit(str(row["id"]), float(score), str(row["caption"]), bytes(row["image"])))
+    return hits
+
+
+def search_text(encoder, index, text: str, k: int) -> SearchResult:
+    text, notices = clean_text(text, field="description")
+    notices += truncation_notice(encoder, text)
+    xq = encoder.encode_text([text])  # (1, D)
+    D, I = index.search(xq, k)
+    return SearchResult(_hits(index, D[0], I[0]), notices)
+
+
+def search_image(encoder, index, image, k: int) -> SearchResult:
+    xq = encoder.encode_image([image])  # (1, D)
+    D, I = index.search(xq, k)
+    return SearchResult(_hits(index, D[0], I[0]))

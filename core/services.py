@@ -1,0 +1,96 @@
+"""Loaded models and indexes, shared by every tab and visitor: lazy, once per process, bounded.
+
+Nothing loads at import or at start; the first request for a model loads it, later ones reuse it, and the
+least recently used model is evicted when more than `max_models` are loaded (memory stays bounded while
+visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from core.catalog import Catalog
+from core.sources import SourceError, resolve
+
+log = logging.getLogger(__name__)
+
+
+class AssetError(RuntimeError):
+    """A model or index could not be loaded; the message names it and says how to fix it."""
+
+
+class BoundedCache:
+    """A thread-safe LRU cache whose values are built once even when requested concurrently."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one build per key; other keys proceed
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = build()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.maxsize:
+                    evicted, _ = self._items.popitem(last=False)
+                    log.info("evicted %s from the cache", evicted)
+                self._key_locks.pop(key, None)
+            return value
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
+
+
+class Services:
+    """What the tabs call: the catalog plus cached encoders and indexes."""
+
+    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6):
+        self.catalog = catalog
+        self._encoders = BoundedCache(max_models)
+        self._indexes = BoundedCache(max_indexes)
+
+    def encoder(self, name: str):
+        spec = self.catalog.model(name)
+        return self._encoders.get(name, lambda: self._load_encoder(spec))
+
+    def index(self, model: str, collection: str):
+        spec = self.catalog.index(model, collection)
+        return self._indexes.get((model, collection), lambda: self._load_index(spec))
+
+    def loaded_models(self) -> list[str]:
+        return [str(k) for k in self._encoders.keys()]
+
+    def _load_encoder(self, spec):
+        from models.registry import create_encoder
+
+        try:
+            folder = resolve(spec.source, repo_type="model")
+            return create_encoder(spec.family, folder, spec.name)
+        except (SourceError, OSError, ValueError, RuntimeError) as e:
+            raise AssetError(f"Model {spec.name!r} could not be loaded from {spec.source}: {e}") from e
+
+    def _load_index(self, spec):
+        from index import load_index
+
+        dim = self.encoder(spec.model).dim
+        try:
+            folder = resolve(spec.source, repo_type="dataset")
+            return load_index(folder, expect_model=spec.model, expect_dim=dim)
+        except (SourceError, OSError, ValueError, RuntimeError) as e:
+            raise AssetError(
+                f"The {spec.collection!r} index for model {spec.model!r} could not be loaded from {spec.source}: {e}"
+            ) from e

@@ -1,0 +1,67 @@
+"""The encoder interface every image-text model family implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class TextCheck:
+    """How a text fits the model's context window."""
+
+    n_tokens: int  # tokens the text needs, special tokens included
+    context_length: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.n_tokens > self.context_length
+
+
+class Encoder(ABC):
+    """Maps texts and images to L2-normalised float32 vectors in one shared space.
+
+    Implementations run batched, in `torch.inference_mode()`, in float32 (the seeds saw NaN in fp16).
+    """
+
+    name: str
+    dim: int
+    context_length: int
+    revision: str | None = None
+
+    @abstractmethod
+    def check_text(self, text: str) -> TextCheck:
+        """Token count of `text` against the context window (longer texts are truncated when encoded)."""
+
+    @abstractmethod
+    def _text_features(self, texts: list[str]) -> torch.Tensor:
+        """(B, D) unnormalised text features."""
+
+    @abstractmethod
+    def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
+        """(B, D) unnormalised image features."""
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        return self._encode(list(texts), self._text_features, batch_size)
+
+    def encode_image(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+        return self._encode(list(images), self._image_features, batch_size)
+
+    def _encode(self, items: list, features, batch_size: int) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                x = features(items[start : start + batch_size]).float()  # (B, D)
+                out.append(torch.nn.functional.normalize(x, dim=-1).numpy())
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)  # (N, D)
+
+    @property
+    def logit_scale(self) -> float:
+        """Temperature the model was trained with (cosine -> logit), used for zero-shot probabilities."""
+        return 100.0
