@@ -86,10 +86,10 @@ class Services:
     def _load_index(self, spec):
         from index import load_index
 
-        dim = self.encoder(spec.model).dim
+        encoder = self.encoder(spec.model)
         try:
             folder = resolve(spec.source, repo_type="dataset")
-            return load_index(folder, expect_model=spec.model, expect_dim=dim)
+            return load_index(folder, expect_model=spec.model, expect_dim=encoder.dim, expect_revision=encoder.revision)
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             raise AssetError(
                 f"The {spec.collection!r} index for model {spec.model!r} could not be loaded from {spec.source}: {e}"

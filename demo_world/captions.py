@@ -101,3 +101,26 @@ def product_description(scene: Scene, rng: np.random.Generator) -> str:
     icon = scene.items[0].icon
     use = _pick(rng, _CATEGORY_USES[icon.group])
     return f"{icon.with_article.capitalize()} {use}. {_pick(rng, _QUALITIES)}"
+
+
+_PARTIAL_TEMPLATES = (
+    lambda items, bg: items,
+    lambda items, bg: f"a picture of {items}",
+    lambda items, bg: f"{items} on {bg}",
+    lambda items, bg: f"{bg} background",
+    lambda items, bg: f"an image with {items}",
+)
+
+
+def partial_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A short, partial description (some objects, maybe the background), as visitors type queries.
+
+    Used only to augment training text, never as a reference caption: it teaches the model that "a dog" matches
+    every image with a dog in it, whatever else the image holds.
+    """
+    n = int(rng.integers(1, len(scene.items) + 1))
+    chosen = [scene.items[i] for i in rng.choice(len(scene.items), size=n, replace=False)]
+    size, position = bool(rng.random() < 0.3), bool(rng.random() < 0.3)
+    items = _join([_item(rng, p, size=size, position=position) for p in chosen])
+    template = _PARTIAL_TEMPLATES[int(rng.integers(len(_PARTIAL_TEMPLATES)))]
+    return template(items, scene.background)

@@ -5,6 +5,7 @@ which is what `hf-hub:` open_clip repos contain, so a Hub snapshot and a local f
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -51,6 +52,12 @@ class OpenClipEncoder(Encoder):
         return float(self.model.logit_scale.exp())
 
 
+def weights_digest(path: Path) -> str:
+    """A short content hash of the weights: the model's revision when the folder names none, so an index
+    built with other weights of the same name is caught at load time."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 @register_family("open_clip")
 def load_open_clip(folder: Path, name: str) -> OpenClipEncoder:
     import open_clip
@@ -63,6 +70,6 @@ def load_open_clip(folder: Path, name: str) -> OpenClipEncoder:
             )
     model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{folder}", device="cpu", precision="fp32")
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-    revision = json.loads((folder / CONFIG_FILE).read_text()).get("revision")
+    revision = json.loads((folder / CONFIG_FILE).read_text()).get("revision") or weights_digest(folder / WEIGHTS_FILE)
     log.info("loaded open_clip model %s from %s", name, folder)
     return OpenClipEncoder(model, preprocess, tokenizer, name, revision)

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from demo_world.captions import partial_caption
 from demo_world.corpus import IMAGE_PX, iter_scenes
-from demo_world.scenes import render
+from demo_world.scenes import Scene, render
 from evaluation.retrieval import recall_at_k
 
 log = logging.getLogger(__name__)
@@ -46,24 +47,32 @@ PREPROCESS_CFG = {
 class TrainConfig:
     out: str = "assets/models/demo-clip"
     seed: int = 0
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.1
     train_scenes: int = 40_000  # distinct training scenes, drawn once and reused across epochs
+    partial_captions: float = 0.3  # share of training texts replaced by a short partial description
     val_scenes: int = 1_000
     eval_every: int = 250
     threads: int = 2
     model_cfg: dict = field(default_factory=lambda: json.loads(json.dumps(MODEL_CFG)))
 
 
-def _scene_tensors(split: str, n: int, seed: int, preprocess) -> tuple[torch.Tensor, list[list[str]]]:
-    images, captions = [], []
+def _scene_tensors(split: str, n: int, seed: int, preprocess) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
+    images, captions, scenes = [], [], []
     for scene, caps in tqdm(iter_scenes(split, n, seed), total=n, desc=f"render {split}", leave=False):
         images.append(preprocess(render(scene, IMAGE_PX)))
         captions.append(caps)
-    return torch.stack(images), captions  # (N, 3, H, W)
+        scenes.append(scene)
+    return torch.stack(images), captions, scenes  # (N, 3, H, W)
+
+
+def _training_text(i: int, captions: list[list[str]], scenes: list[Scene], rng, cfg: "TrainConfig") -> str:
+    if rng.random() < cfg.partial_captions:
+        return partial_caption(scenes[i], rng)
+    return captions[i][rng.integers(len(captions[i]))]
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -93,8 +102,8 @@ def train(cfg: TrainConfig) -> dict:
     model = open_clip.CLIP(**cfg.model_cfg, output_dict=True)
     preprocess = open_clip.image_transform(cfg.model_cfg["vision_cfg"]["image_size"], is_train=False, **_pp_kwargs())
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.model_cfg["text_cfg"]["context_length"])
-    train_x, train_caps = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess)
-    val_x, val_caps = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess)
+    train_x, train_caps, train_scenes = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess)
+    val_x, val_caps, _ = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -108,7 +117,7 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     for step in (bar := tqdm(range(cfg.steps), desc="train demo CLIP")):
         idx = rng.choice(len(train_x), size=cfg.batch_size, replace=False)
-        texts = [train_caps[i][rng.integers(len(train_caps[i]))] for i in idx]
+        texts = [_training_text(i, train_caps, train_scenes, rng, cfg) for i in idx]
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg)
         out = model(train_x[idx], tokenizer(texts))

@@ -1,0 +1,104 @@
+"""The Search tab and `/search` API, driven through a real Gradio server with gradio_client."""
+import io
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from app import build_demo, configure_threads
+from core.catalog import load_catalog
+
+
+@pytest.fixture(scope="module")
+def app_client():
+    configure_threads()
+    demo = build_demo(load_catalog())
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, max_file_size="20mb")
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def _png_of(data_uri: str) -> Image.Image:
+    import base64
+
+    assert data_uri.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1])))
+
+
+def test_api_lists_only_documented_endpoints(app_client):
+    api = app_client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/search"}
+    assert not api["unnamed_endpoints"]
+
+
+def test_text_search_returns_ranked_results(app_client):
+    results = app_client.predict("a dog on a blue background", None, 7, "", "", api_name="/search")
+    assert len(results) == 7
+    assert set(results[0]) == {"id", "score", "caption", "image"}
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert _png_of(results[0]["image"]).size == (128, 128)
+
+
+@pytest.mark.parametrize("icon", ["dog", "car", "pizza", "rocket", "tree"])
+def test_golden_query_finds_the_named_icon(app_client, icon):
+    results = app_client.predict(f"a {icon}", None, 5, "demo-clip", "demo scenes (test split)", api_name="/search")
+    with_icon = [icon in r["caption"] for r in results]
+    assert sum(with_icon) >= 4, [r["caption"] for r in results]
+
+
+def test_image_search_finds_the_same_image_first(app_client, tmp_path):
+    first = app_client.predict("a cat", None, 1, "", "", api_name="/search")[0]
+    path = tmp_path / "query.png"
+    _png_of(first["image"]).save(path)
+    results = app_client.predict("", handle_file(str(path)), 3, "", "", api_name="/search")
+    assert results[0]["id"] == first["id"] and results[0]["score"] > 0.99
+
+
+def test_products_collection(app_client):
+    results = app_client.predict("a laptop isolated on white", None, 3, "demo-clip", "demo products (test split)",
+                                 api_name="/search")
+    assert all(r["id"].startswith("prod-") for r in results)
+    assert any("laptop" in r["caption"] for r in results)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("", None, 5, "", ""), "Type a description"),
+        (("   ", None, 5, "", ""), "Type a description"),
+        (("a dog", None, 0, "", ""), "1 to 50"),
+        (("a dog", None, 51, "", ""), "1 to 50"),
+        (("a dog", None, 5, "no-such-model", ""), "demo-clip"),
+        (("a dog", None, 5, "", "no such collection"), "demo scenes"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(app_client, args, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        app_client.predict(*args, api_name="/search")
+    assert app_client.predict("a dog", None, 1, "", "", api_name="/search")  # still serving
+
+
+def test_not_an_image_and_text_plus_image(app_client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not an image")
+    with pytest.raises(AppError, match="not an image"):
+        app_client.predict("", handle_file(str(fake)), 3, "", "", api_name="/search")
+    real = tmp_path / "real.png"
+    Image.new("RGB", (64, 64), "red").save(real)
+    with pytest.raises(AppError, match="not both"):
+        app_client.predict("a dog", handle_file(str(real)), 3, "", "", api_name="/search")
+
+
+def test_long_query_is_truncated_not_refused(app_client):
+    long = "a dog on a blue background " * 40
+    results = app_client.predict(long, None, 3, "", "", api_name="/search")
+    assert len(results) == 3
+    assert np.isfinite([r["score"] for r in results]).all()
