@@ -20,6 +20,7 @@ class Hit:
 class SearchResult:
     hits: list[Hit]
     notices: list[str] = field(default_factory=list)
+    searched: int = 0  # how many images the index holds
 
 
 def truncation_notice(encoder, text: str) -> list[str]:
@@ -48,10 +49,10 @@ def search_text(encoder, index, text: str, k: int) -> SearchResult:
     notices += truncation_notice(encoder, text)
     xq = encoder.encode_text([text])  # (1, D)
     D, I = index.search(xq, k)
-    return SearchResult(_hits(index, D[0], I[0]), notices)
+    return SearchResult(_hits(index, D[0], I[0]), notices, index.index.ntotal)
 
 
 def search_image(encoder, index, image, k: int) -> SearchResult:
     xq = encoder.encode_image([image])  # (1, D)
     D, I = index.search(xq, k)
-    return SearchResult(_hits(index, D[0], I[0]))
+    return SearchResult(_hits(index, D[0], I[0]), [], index.index.ntotal)

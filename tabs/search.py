@@ -72,8 +72,7 @@ def build(services: Services) -> None:
         def on_search(q, img, k_, m, c):
             result = run_search(services, q, img, k_, m, c)
             items = [(Image.open(io.BytesIO(h.image_png)), f"{h.score:.3f} · {h.caption}") for h in result.hits]
-            size = services.index(m or models[0], c or catalog.collections(m or models[0])[0]).index.ntotal
-            summary = f"{len(items)} best of {size:,} images, by cosine similarity (shown before each caption)."
+            summary = f"{len(items)} best of {result.searched:,} images, by cosine similarity (shown before each caption)."
             return items, "\n\n".join(filter(None, [summary, notices_markdown(result.notices)]))
 
         def on_model(m):
