@@ -32,13 +32,14 @@ def configure_threads() -> None:
 
 
 def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
-    from tabs import search
+    from tabs import categorise, search
 
     services = services or Services(catalog)
     with gr.Blocks(title="Vision-Language Studio") as demo:
         gr.Markdown("# Vision-Language Studio\nSee how image-text models match words and pictures.")
         with gr.Tabs():
             search.build(services)
+            categorise.build(services)
         gr.Markdown(ATTRIBUTION)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return demo

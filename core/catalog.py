@@ -54,6 +54,10 @@ class Catalog:
         with_index = {i.model for i in self.indexes}
         return [m for m in self.models if m in with_index]
 
+    def models_for(self, task: str) -> list[str]:
+        """Models whose catalog entry lists `task` (search, categorise, caption)."""
+        return [m for m, spec in self.models.items() if task in spec.tasks]
+
     def collections(self, model: str | None = None) -> list[str]:
         seen = dict.fromkeys(i.collection for i in self.indexes if model is None or i.model == model)
         return list(seen)

@@ -75,11 +75,11 @@ class Services:
         return [str(k) for k in self._encoders.keys()]
 
     def _load_encoder(self, spec):
-        from models.registry import create_encoder
+        from models.registry import create_model
 
         try:
             folder = resolve(spec.source, repo_type="model")
-            return create_encoder(spec.family, folder, spec.name)
+            return create_model(spec.family, folder, spec.name)
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             raise AssetError(f"Model {spec.name!r} could not be loaded from {spec.source}: {e}") from e
 

@@ -1,4 +1,7 @@
-"""One registry for every model family: `create_encoder(family, folder, name)`.
+"""One registry for every model family: `create_model(family, folder, name)`.
+
+A family's loader returns an `Encoder` (texts and images into one space) or a `Classifier` (images into fixed
+categories, e.g. the CNN baseline).
 
 Families register a loader with `@register_family("name")`; an unknown family fails listing the known ones.
 """
@@ -7,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from models.base import Encoder
+from typing import Any
 
-_FAMILIES: dict[str, Callable[[Path, str], Encoder]] = {}
+_FAMILIES: dict[str, Callable[[Path, str], Any]] = {}
 
 
 class UnknownModelError(KeyError):
@@ -18,7 +21,7 @@ class UnknownModelError(KeyError):
 
 
 def register_family(family: str) -> Callable:
-    def wrap(loader: Callable[[Path, str], Encoder]) -> Callable[[Path, str], Encoder]:
+    def wrap(loader: Callable[[Path, str], Any]) -> Callable[[Path, str], Any]:
         _FAMILIES[family] = loader
         return loader
 
@@ -30,10 +33,10 @@ def available_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def create_encoder(family: str, folder: Path, name: str) -> Encoder:
+def create_model(family: str, folder: Path, name: str) -> Any:
     """Build the encoder of `family` from a local folder (see `core.sources.resolve` for Hub sources).
 
-    >>> create_encoder("open_clip", Path("assets/models/demo-clip"), "demo-clip")  # doctest: +SKIP
+    >>> create_model("open_clip", Path("assets/models/demo-clip"), "demo-clip")  # doctest: +SKIP
     """
     _import_families()
     if family not in _FAMILIES:
@@ -43,4 +46,4 @@ def create_encoder(family: str, folder: Path, name: str) -> Encoder:
 
 def _import_families() -> None:
     # Imported here, not at module import, so `import models` stays cheap.
-    from models import hf_clip, open_clip_encoder  # noqa: F401
+    from models import cnn_classifier, dual_encoder, hf_clip, open_clip_encoder  # noqa: F401

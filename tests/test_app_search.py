@@ -30,7 +30,7 @@ def _png_of(data_uri: str) -> Image.Image:
 
 def test_api_lists_only_documented_endpoints(app_client):
     api = app_client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/search"}
+    assert set(api["named_endpoints"]) == {"/search", "/categorise"}
     assert not api["unnamed_endpoints"]
 
 

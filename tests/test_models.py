@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.registry import UnknownModelError, available_families, create_encoder
+from models.registry import UnknownModelError, available_families, create_model
 from pipelines.train_clip import save_open_clip
 
 TINY_OPEN_CLIP = {
@@ -37,7 +37,7 @@ def _check_encoder(enc, dim):
 
 
 def test_open_clip_family_round_trip(tiny_open_clip):
-    enc = create_encoder("open_clip", tiny_open_clip, "tiny")
+    enc = create_model("open_clip", tiny_open_clip, "tiny")
     _check_encoder(enc, 16)
     assert enc.context_length == 12 and enc.revision == "r1"
     assert not enc.check_text("a dog").truncated
@@ -63,12 +63,12 @@ def test_missing_weights_is_a_clear_error(tiny_open_clip, tmp_path):
     broken.mkdir()
     (broken / "open_clip_config.json").write_text((tiny_open_clip / "open_clip_config.json").read_text())
     with pytest.raises(FileNotFoundError, match="open_clip_model.safetensors is missing"):
-        create_encoder("open_clip", broken, "broken")
+        create_model("open_clip", broken, "broken")
 
 
 def test_unknown_family_lists_known_ones(tmp_path):
     with pytest.raises(UnknownModelError, match="open_clip"):
-        create_encoder("no-such-family", tmp_path, "x")
+        create_model("no-such-family", tmp_path, "x")
     assert {"open_clip", "hf_clip", "siglip"} <= set(available_families())
 
 
@@ -106,7 +106,7 @@ def tiny_hf_clip(tmp_path_factory):
 
 
 def test_hf_clip_family(tiny_hf_clip):
-    enc = create_encoder("hf_clip", tiny_hf_clip, "tiny-hf")
+    enc = create_model("hf_clip", tiny_hf_clip, "tiny-hf")
     _check_encoder(enc, 12)
     assert enc.context_length == 16
     assert enc.check_text("word " * 30).truncated
@@ -119,4 +119,4 @@ def test_hf_clip_refuses_pickled_weights(tiny_hf_clip, tmp_path):
     shutil.copytree(tiny_hf_clip, folder)
     (folder / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="only safetensors"):
-        create_encoder("hf_clip", folder, "pickled")
+        create_model("hf_clip", folder, "pickled")

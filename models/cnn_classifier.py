@@ -1,0 +1,77 @@
+"""The supervised CNN baseline (the seeds' VGG16 / DenseNet121 role): the dual encoder's CNN architecture with a
+classification head, trained on the demo product train split by `pipelines.train_cnn_baseline`.
+
+Folder layout: `config.json` (image tower config + `classes`) + `model.safetensors`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from models.dual_encoder import DualEncoderConfig, ImageTower, preprocess
+from models.registry import register_family
+
+
+class CNNClassifierModel(nn.Module):
+    def __init__(self, cfg: DualEncoderConfig, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.tower = ImageTower(cfg)
+        self.classify = nn.Linear(cfg.embed_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(torch.relu(self.tower(x)))  # (B, n_classes) logits
+
+
+class Classifier:
+    """Images -> probabilities over a fixed list of classes."""
+
+    def __init__(self, model: CNNClassifierModel, classes: list[str], name: str, revision: str | None):
+        self.model = model.eval()
+        self.classes = classes
+        self.name = name
+        self.revision = revision
+
+    def image_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([preprocess(im, self.model.cfg.image_size) for im in images])  # (B, 3, H, W)
+
+    def predict_proba(self, images: list[Image.Image], batch_size: int = 128) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(images), batch_size):
+                out.append(torch.softmax(self.model(self.image_tensor(images[s : s + batch_size])), dim=-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)  # (N, C)
+
+
+def save_cnn_classifier(model: CNNClassifierModel, classes: list[str], out: Path, extra: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from core.atomic import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        config = {"image_cfg": asdict(model.cfg), "classes": classes, **(extra or {})}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+@register_family("cnn_classifier")
+def load_cnn_classifier(folder: Path, name: str) -> Classifier:
+    from safetensors.torch import load_file
+
+    from models.open_clip_encoder import weights_digest
+
+    for required in ("config.json", "model.safetensors"):
+        if not (folder / required).is_file():
+            raise FileNotFoundError(f"Model {name!r}: {required} is missing in {folder}; rebuild it with "
+                                    "`python -m pipelines.train_cnn_baseline`.")
+    raw = json.loads((folder / "config.json").read_text())
+    model = CNNClassifierModel(DualEncoderConfig(**raw["image_cfg"]), len(raw["classes"]))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return Classifier(model, list(raw["classes"]), name, weights_digest(folder / "model.safetensors"))

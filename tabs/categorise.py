@@ -1,0 +1,148 @@
+"""Categorise tab: zero-shot product categorisation (catalogue categories or the visitor's labels), a
+supervised CNN baseline beside it, a heat-map of what supports the answer, the seeds' analysis, and `/categorise`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from gradio import FileData
+
+from core.categorise import DOUBT_MARGIN, categorise, overlay
+from core.inputs import load_image, parse_choice, parse_labels
+from core.services import Services
+from tabs.common import notices_markdown, upload_dirs, visitor_errors
+
+STYLES = {"descriptive prompts": "descriptive", "bare category names": "bare", "my own labels": "custom"}
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "products"
+
+
+def run_categorise(services: Services, image, labels: str | None, model: str | None, style: str | None):
+    models = services.catalog.models_for("categorise")
+    model = parse_choice(model or models[0], models, "model")
+    style = parse_choice(style or "descriptive", ["descriptive", "bare", "custom"], "prompt style")
+    custom = None
+    notices: list[str] = []
+    if style == "custom" or (labels and labels.strip()):
+        custom, notices = parse_labels(labels)
+    if image is None:
+        from core.inputs import InputError
+
+        raise InputError("Upload a product photo (or pick an example) first.")
+    img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
+    result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)
+    result.notices = notices + result.notices
+    return img, result
+
+
+def _explain(result) -> str:
+    badge = (
+        f"⚠️ **Doubtful**: the top two categories are {result.margin:.0%} apart (under {DOUBT_MARGIN:.0%}); "
+        "a person should review this one."
+        if result.doubtful
+        else f"✅ **Confident**: {result.margin:.0%} ahead of the runner-up (doubtful under {DOUBT_MARGIN:.0%})."
+    )
+    prompts = "".join(f"\n- **{c}**: " + " · ".join(f"“{p}”" for p in ps) for c, ps in result.prompts.items())
+    used = f"\n\nPrompts used (averaged per class):{prompts}" if prompts else "\n\nSupervised model: no prompts."
+    return badge + used + ("\n\n" + notices_markdown(result.notices) if result.notices else "")
+
+
+def _analysis_table(services: Services) -> list[list]:
+    rows = []
+    for name in services.catalog.models_for("categorise"):
+        for style, m in _eval(services, name).get("styles", {}).items():
+            rows.append([name, style, *(round(m[k], 1) for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy"))])
+    return rows
+
+
+def _eval(services: Services, model: str) -> dict:
+    source = Path(services.catalog.model(model).source)
+    path = source / "eval" / "demo_world--products-test.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _confusion_plot(services: Services, model: str, style: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _eval(services, model)
+    styles = data.get("styles", {})
+    style = style if style in styles else next(iter(styles), None)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if style is None:
+        ax.text(0.5, 0.5, "not evaluated yet", ha="center")
+        return fig
+    cm = np.array(styles[style]["confusion_matrix"])
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(cm)), data["classes"], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(cm)), data["classes"], fontsize=8)
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > cm.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{model} · {style} · accuracy {styles[style]['accuracy']:.1f}%")
+    fig.tight_layout()
+    return fig
+
+
+def build(services: Services) -> None:
+    catalog = services.catalog
+    models = catalog.models_for("categorise")
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+    with gr.Tab("Categorise", id="categorise"):
+        gr.Markdown(
+            "Upload a product photo: zero-shot models compare it with a text description of each category "
+            "(no training on the labels); the CNN baseline was trained on labelled products. Type your own labels "
+            "to categorise into anything."
+        )
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(label="Product photo", type="filepath", sources=["upload", "clipboard"], height=240)
+                model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+                style = gr.Radio(list(STYLES), value="descriptive prompts", label="Categories")
+                labels = gr.Textbox(label="Your labels (comma-separated)", placeholder="e.g. toy, furniture, clock",
+                                    visible=False)
+                go = gr.Button("Categorise", variant="primary")
+                if examples:
+                    gr.Examples(examples, inputs=[image], label="Example products")
+            with gr.Column(scale=3):
+                label = gr.Label(label="Category probabilities", num_top_classes=10)
+                heat = gr.Image(label="What supports the top category (occlusion heat-map)", height=260)
+                explain = gr.Markdown()
+        with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False):
+            gr.Dataframe(
+                _analysis_table(services),
+                headers=["model", "prompts", "accuracy", "macro P", "macro R", "macro F1", "balanced acc."],
+                label="Measured by `python -m evaluation.evaluate --config products --split test`",
+            )
+            with gr.Row():
+                cm_model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+                cm_style = gr.Dropdown(["descriptive", "bare", "supervised"], value="descriptive", label="Prompts")
+            cm_plot = gr.Plot(label="Confusion matrix")
+
+        @visitor_errors
+        def on_categorise(img, lab, m, st):
+            picture, result = run_categorise(services, img, lab if STYLES[st] == "custom" else "", m, STYLES[st])
+            heat_img = overlay(picture, result.heatmap) if result.heatmap is not None else None
+            return result.probs, heat_img, _explain(result)
+
+        go.click(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
+        image.upload(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
+        style.change(lambda st: gr.Textbox(visible=STYLES[st] == "custom"), style, labels, api_visibility="private")
+        for c in (cm_model, cm_style):
+            c.change(lambda m, s: _confusion_plot(services, m, s), [cm_model, cm_style], cm_plot, api_visibility="private")
+
+        def categorise_api(image: FileData | None = None, labels: str = "", model: str = "",
+                           style: str = "descriptive") -> dict:
+            """Categorise a product photo. labels: comma-separated custom labels (empty: the catalogue's seven
+            categories); style: "descriptive" or "bare" prompts for the catalogue categories. Returns
+            {probabilities: {label: p}, top, margin, doubtful}."""
+            style = "custom" if labels and labels.strip() else style
+            _, result = visitor_errors(run_categorise)(services, image, labels, model, style)
+            return {"probabilities": result.probs, "top": result.top, "margin": round(result.margin, 6),
+                    "doubtful": result.doubtful}
+
+        gr.api(categorise_api, api_name="categorise", concurrency_limit=2)

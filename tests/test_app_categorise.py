@@ -1,0 +1,64 @@
+"""`/categorise` through a real Gradio server."""
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from app import build_demo, configure_threads
+from core.catalog import load_catalog
+from demo_world.icons import CATEGORIES
+
+EXAMPLES = sorted(Path("assets/examples/products").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    configure_threads()
+    demo = build_demo(load_catalog())
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size="20mb")
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_catalogue_categories(client):
+    watch = next(p for p in EXAMPLES if p.name.endswith("watch.png"))
+    out = client.predict(handle_file(str(watch)), "", "demo-clip", "descriptive", api_name="/categorise")
+    assert set(out) == {"probabilities", "top", "margin", "doubtful"}
+    assert set(out["probabilities"]) == set(CATEGORIES)
+    assert out["top"] == "watches" and 0 <= out["margin"] <= 1
+    assert abs(sum(out["probabilities"].values()) - 1) < 1e-4
+
+
+def test_custom_labels_and_baseline(client):
+    kite = next(p for p in EXAMPLES if p.name.endswith("kite.png"))
+    out = client.predict(handle_file(str(kite)), "toy, kitchen tool, computer", "dual-minilm-cnn", "", api_name="/categorise")
+    assert list(out["probabilities"]) and set(out["probabilities"]) == {"toy", "kitchen tool", "computer"}
+    out = client.predict(handle_file(str(kite)), "", "cnn-baseline", "descriptive", api_name="/categorise")
+    assert out["top"] == "baby care"
+
+
+@pytest.mark.parametrize(
+    "labels, model, message",
+    [("only-one", "demo-clip", "at least two labels"), ("", "nope", "Unknown model"),
+     ("a, b", "cnn-baseline", "supervised classifier"), (",".join(f"l{i}" for i in range(101)), "demo-clip", "at most 100")],
+)
+def test_bad_input(client, labels, model, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(EXAMPLES[0])), labels, model, "descriptive", api_name="/categorise")
+
+
+def test_odd_images_are_handled(client, tmp_path):
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (300, 200), (0, 200, 200, 0)).save(cmyk)
+    out = client.predict(handle_file(str(cmyk)), "", "", "bare", api_name="/categorise")
+    assert out["top"] in CATEGORIES
+    text = tmp_path / "x.png"
+    text.write_text("nope")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(text)), "", "", "descriptive", api_name="/categorise")
+    with pytest.raises(AppError, match="Upload a product photo"):
+        client.predict(None, "", "", "descriptive", api_name="/categorise")
