@@ -22,6 +22,12 @@ ATTRIBUTION = (
 )
 
 
+def configure_plots() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are rendered on the server, never in a window
+
+
 def configure_threads() -> None:
     """One request at a time per core: FAISS and torch each with few threads (2-core Space)."""
     import faiss
@@ -34,6 +40,7 @@ def configure_threads() -> None:
 def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
     from tabs import categorise, search
 
+    configure_plots()
     services = services or Services(catalog)
     with gr.Blocks(title="Vision-Language Studio") as demo:
         gr.Markdown("# Vision-Language Studio\nSee how image-text models match words and pictures.")

@@ -131,7 +131,40 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    Path("BENCHMARKS.md").write_text(markdown(result))
     print(json.dumps(result, indent=2))
+
+
+def markdown(r: dict) -> str:
+    ip, api, cs = r["in_process"], r["api"], r["cold_start"]
+    rows = [
+        ("text encode (in-process)", ip["encode"]),
+        ("FAISS search, k=10", ip["faiss"]),
+        ("result assembly", ip["assemble"]),
+        ("total in-process", ip["total"]),
+        ("trivial `gr.api` endpoint (Gradio's floor)", api["floor"]),
+        ("`/search` through gradio_client", api["search"]),
+    ]
+    table = "\n".join(f"| {name} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} |" for name, v in rows)
+    return f"""# Benchmarks
+
+Measured by `python -m bench.search_latency` on {r['date']}: {r['machine']['cpu_count']} CPUs,
+{r['machine']['platform']}, Python {r['machine']['python']}; {r['queries']} text queries (val-split captions)
+against the bundled `demo-clip` index of 1,000 scenes. Benchmarks are not tests: CI does not run them.
+
+## Search latency (ms)
+
+| stage | p50 | p95 |
+|---|---|---|
+{table}
+
+`/search` minus Gradio's floor, p50: **{api['search_minus_floor_p50_ms']:.1f} ms** (ratio {api['search']['p50_ms'] / api['floor']['p50_ms']:.2f}×).
+
+## Cold start
+
+`python app.py` to the server answering: {cs['server_up_s']:.1f} s; to the first answered `/search`
+(model and index loaded lazily on that request): **{cs['first_search_answered_s']:.1f} s**.
+"""
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ back in float32.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from demo_world.captions import partial_caption
 from demo_world.corpus import IMAGE_PX, iter_scenes
 from demo_world.scenes import Scene, render
 from evaluation.retrieval import recall_at_k
+from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,6 @@ def _training_text(i: int, captions: list[list[str]], scenes: list[Scene], rng, 
     return captions[i][rng.integers(len(captions[i]))]
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 @torch.inference_mode()
 def evaluate_recall(model, tokenizer, images: torch.Tensor, captions: list[list[str]]) -> dict[str, float]:
     model.eval()
@@ -112,14 +105,14 @@ def train(cfg: TrainConfig) -> dict:
     )
     loss_fn = ClipLoss()
     rng = np.random.default_rng(cfg.seed)
-    history, best, best_state = [], -1.0, None
+    history, best = [], BestWeights()
     start = time.time()
     model.train()
     for step in (bar := tqdm(range(cfg.steps), desc="train demo CLIP")):
         idx = rng.choice(len(train_x), size=cfg.batch_size, replace=False)
         texts = [_training_text(i, train_caps, train_scenes, rng, cfg) for i in idx]
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         out = model(train_x[idx], tokenizer(texts))
         loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
         opt.zero_grad(set_to_none=True)
@@ -132,10 +125,8 @@ def train(cfg: TrainConfig) -> dict:
             val = evaluate_recall(model, tokenizer, val_x, val_caps)
             history.append({"step": step + 1, "loss": loss.item(), "seconds": time.time() - start, **val})
             log.info("step %d val %s", step + 1, {k: round(v, 1) for k, v in val.items()})
-            if val["t2i_R@1"] > best:  # model selection on val only
-                best, best_state = val["t2i_R@1"], {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return {"model": model, "history": history, "seconds": time.time() - start}
+            best.offer(model, val["t2i_R@1"])  # model selection on val only
+    return {"model": best.restore(model), "history": history, "seconds": time.time() - start}
 
 
 def _pp_kwargs() -> dict:
@@ -157,17 +148,9 @@ def save_open_clip(model, out: Path, model_cfg: dict, extra: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, default in asdict(TrainConfig()).items():
-        if f != "model_cfg":
-            p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = TrainConfig(**vars(args))
+    cfg = parse_config(TrainConfig, argv, __doc__.split("\n")[0])
     result = train(cfg)
-    train_info = {k: v for k, v in asdict(cfg).items() if k != "model_cfg"}
-    extra = {"training": {"config": train_info, "history": result["history"], "seconds": round(result["seconds"], 1)}}
-    save_open_clip(result["model"], Path(cfg.out), cfg.model_cfg, extra)
+    save_open_clip(result["model"], Path(cfg.out), cfg.model_cfg, training_record(cfg, result, skip=("model_cfg",)))
     log.info("saved %s after %.0f s", cfg.out, result["seconds"])
 
 

@@ -4,10 +4,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from demo_world.corpus import IMAGE_PX, PRODUCT_SPLITS, iter_products
 from demo_world.icons import CATEGORIES
 from demo_world.scenes import render
+from pipelines.common import BestWeights, parse_config, training_record
 from models.cnn_classifier import CNNClassifierModel, save_cnn_classifier
 from models.dual_encoder import DualEncoderConfig, preprocess
 
@@ -50,7 +50,7 @@ def train(cfg: TrainConfig) -> dict:
     model = CNNClassifierModel(DualEncoderConfig(), len(CATEGORIES))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
-    rng, history, best, best_state, start = np.random.default_rng(cfg.seed), [], -1.0, None, time.time()
+    rng, history, best, start = np.random.default_rng(cfg.seed), [], BestWeights(), time.time()
     for step in (bar := tqdm(range(cfg.steps), desc="train CNN baseline")):
         model.train()
         idx = rng.choice(len(x), size=cfg.batch_size, replace=False)
@@ -69,22 +69,14 @@ def train(cfg: TrainConfig) -> dict:
                 acc = float((model(vx).argmax(1) == vy).float().mean() * 100)
             history.append({"step": step + 1, "loss": loss.item(), "val_accuracy": acc, "seconds": time.time() - start})
             log.info("step %d val accuracy %.1f", step + 1, acc)
-            if acc > best:
-                best, best_state = acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return {"model": model.eval(), "history": history, "seconds": time.time() - start}
+            best.offer(model, acc)
+    return {"model": best.restore(model), "history": history, "seconds": time.time() - start}
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, default in asdict(TrainConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = TrainConfig(**vars(args))
+    cfg = parse_config(TrainConfig, argv, __doc__.split("\n")[0])
     result = train(cfg)
-    extra = {"training": {"config": asdict(cfg), "history": result["history"], "seconds": round(result["seconds"], 1)}}
-    save_cnn_classifier(result["model"], list(CATEGORIES), Path(cfg.out), extra)
+    save_cnn_classifier(result["model"], list(CATEGORIES), Path(cfg.out), training_record(cfg, result))
     log.info("saved %s", cfg.out)
 
 

@@ -7,11 +7,10 @@ text head are trained, contrastively. Model selection uses the val splits only.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from demo_world.scenes import render
 from evaluation.retrieval import recall_at_k
 from models.dual_encoder import MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, preprocess, save_dual_encoder
 from models.zero_shot import prompts_for
+from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,6 @@ def _val(cfg: TrainConfig):
     return torch.stack(images), caps, torch.stack([p[0] for p in products]), np.array([p[1] for p in products])
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
-
 @torch.inference_mode()
 def _evaluate(model, st, val) -> dict:
     model.eval()
@@ -111,13 +105,13 @@ def train(cfg: TrainConfig) -> dict:
     model = DualEncoderModel(DualEncoderConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn, rng = ClipLoss(), np.random.default_rng(cfg.seed)
-    history, best, best_state, start = [], -1.0, None, time.time()
+    history, best, start = [], BestWeights(), time.time()
     model.train()
     for step in (bar := tqdm(range(cfg.steps), desc="train dual encoder")):
         idx = rng.choice(len(images), size=cfg.batch_size, replace=False)
         t_idx = [text_ids[i][rng.integers(len(text_ids[i]))] for i in idx]
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         img = torch.nn.functional.normalize(model.image(images[idx]), dim=-1)
         txt = torch.nn.functional.normalize(model.text(emb[t_idx]), dim=-1)
         loss = loss_fn(img, txt, model.logit_scale.exp())
@@ -131,23 +125,14 @@ def train(cfg: TrainConfig) -> dict:
             v = _evaluate(model, st, val)
             history.append({"step": step + 1, "loss": loss.item(), "seconds": time.time() - start, **v})
             log.info("step %d val %s", step + 1, {k: round(x, 1) for k, x in v.items()})
-            score = v["t2i_R@1"] + v["zero_shot_bare"]  # val only
-            if score > best:
-                best, best_state = score, {k: x.detach().clone() for k, x in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return {"model": model.eval(), "history": history, "seconds": time.time() - start}
+            best.offer(model, v["t2i_R@1"] + v["zero_shot_bare"])  # val only
+    return {"model": best.restore(model), "history": history, "seconds": time.time() - start}
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, default in asdict(TrainConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = TrainConfig(**vars(args))
+    cfg = parse_config(TrainConfig, argv, __doc__.split("\n")[0])
     result = train(cfg)
-    extra = {"training": {"config": asdict(cfg), "history": result["history"], "seconds": round(result["seconds"], 1)}}
-    save_dual_encoder(result["model"], Path(cfg.out), extra)
+    save_dual_encoder(result["model"], Path(cfg.out), training_record(cfg, result))
     log.info("saved %s", cfg.out)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 from gradio import FileData
+from matplotlib.figure import Figure
 
 from core.categorise import DOUBT_MARGIN, categorise, overlay
 from core.inputs import load_image, parse_choice, parse_labels
@@ -63,15 +64,11 @@ def _eval(services: Services, model: str) -> dict:
 
 
 def _confusion_plot(services: Services, model: str, style: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     data = _eval(services, model)
     styles = data.get("styles", {})
     style = style if style in styles else next(iter(styles), None)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))  # no pyplot: its global figure list would grow per request
+    ax = fig.subplots()
     if style is None:
         ax.text(0.5, 0.5, "not evaluated yet", ha="center")
         return fig
@@ -86,6 +83,40 @@ def _confusion_plot(services: Services, model: str, style: str):
     ax.set_title(f"{model} · {style} · accuracy {styles[style]['accuracy']:.1f}%")
     fig.tight_layout()
     return fig
+
+
+def _similarity_plot(services: Services, model: str, style: str):
+    styles = _eval(services, model).get("styles", {})
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    sims = styles.get(style, {}).get("mean_similarity_per_class")
+    if not sims:
+        ax.text(0.5, 0.5, "only zero-shot models have prompt similarities", ha="center")
+        ax.axis("off")
+        return fig
+    ax.barh(list(sims), list(sims.values()), color="#4c72b0")
+    ax.set_xlabel("mean cosine similarity, images of the class vs its prompts")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def _top_images(services: Services, model: str, style: str) -> list:
+    """The test products closest to each class's prompts (the seeds' "top images per class")."""
+    import io
+
+    from PIL import Image
+
+    top = _eval(services, model).get("styles", {}).get(style, {}).get("top_images_per_class", {})
+    products = [i for i in services.catalog.indexes if i.collection.startswith("demo products")]
+    if not top or not products:
+        return []
+    meta = services.index(products[0].model, products[0].collection).meta.set_index("id")
+    return [(Image.open(io.BytesIO(meta.loc[i, "image"])), f"{c}") for c, ids in top.items() for i in ids if i in meta.index]
+
+
+def _analysis(services: Services, model: str, style: str):
+    return _confusion_plot(services, model, style), _similarity_plot(services, model, style), _top_images(services, model, style)
 
 
 def build(services: Services) -> None:
@@ -112,7 +143,7 @@ def build(services: Services) -> None:
                 label = gr.Label(label="Category probabilities", num_top_classes=10)
                 heat = gr.Image(label="What supports the top category (occlusion heat-map)", height=260)
                 explain = gr.Markdown()
-        with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False):
+        with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False) as acc:
             gr.Dataframe(
                 _analysis_table(services),
                 headers=["model", "prompts", "accuracy", "macro P", "macro R", "macro F1", "balanced acc."],
@@ -121,7 +152,10 @@ def build(services: Services) -> None:
             with gr.Row():
                 cm_model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
                 cm_style = gr.Dropdown(["descriptive", "bare", "supervised"], value="descriptive", label="Prompts")
-            cm_plot = gr.Plot(label="Confusion matrix")
+            with gr.Row():
+                cm_plot = gr.Plot(label="Confusion matrix")
+                sim_plot = gr.Plot(label="Mean image-prompt similarity per class")
+            top_gallery = gr.Gallery(label="Test products closest to each class's prompts", columns=8, height=260)
 
         @visitor_errors
         def on_categorise(img, lab, m, st):
@@ -132,8 +166,10 @@ def build(services: Services) -> None:
         go.click(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
         image.upload(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
         style.change(lambda st: gr.Textbox(visible=STYLES[st] == "custom"), style, labels, api_visibility="private")
+        analysis_out = [cm_plot, sim_plot, top_gallery]
+        acc.expand(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
         for c in (cm_model, cm_style):
-            c.change(lambda m, s: _confusion_plot(services, m, s), [cm_model, cm_style], cm_plot, api_visibility="private")
+            c.change(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
 
         def categorise_api(image: FileData | None = None, labels: str = "", model: str = "",
                            style: str = "descriptive") -> dict:
