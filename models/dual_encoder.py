@@ -136,7 +136,7 @@ class DualEncoder(Encoder):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
 
 def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = None) -> Path:

@@ -46,7 +46,7 @@ class HFClipEncoder(Encoder):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
 
 def _as_tensor(out) -> torch.Tensor:

@@ -49,7 +49,7 @@ class OpenClipEncoder(Encoder):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
 
 def weights_digest(path: Path) -> str:
