@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     out: str = "assets/models/dual-minilm-cnn"
     seed: int = 0
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.05
-    train_scenes: int = 12_000
+    train_scenes: int = 8_000
     captions_per_scene: int = 2  # of the five, plus one partial description
     train_products: int = 2_100
     val_scenes: int = 500
