@@ -21,7 +21,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / 
 
 def run_categorise(services: Services, image, labels: str | None, model: str | None, style: str | None):
     models = services.catalog.models_for("categorise")
-    model = parse_choice(model or models[0], models, "model")
+    model = parse_choice(model or _default_model(services, models), models, "model")
     style = parse_choice(style or "descriptive", ["descriptive", "bare", "custom"], "prompt style")
     custom = None
     notices: list[str] = []
@@ -119,9 +119,16 @@ def _analysis(services: Services, model: str, style: str):
     return _confusion_plot(services, model, style), _similarity_plot(services, model, style), _top_images(services, model, style)
 
 
+def _default_model(services: Services, models: list[str]) -> str | None:
+    """The zero-shot model with the best measured accuracy (the tab's point is zero-shot), else the first."""
+    scores = {m: _eval(services, m).get("styles", {}).get("descriptive", {}).get("accuracy", -1) for m in models}
+    return max(models, key=lambda m: scores[m]) if models else None
+
+
 def build(services: Services) -> None:
     catalog = services.catalog
     models = catalog.models_for("categorise")
+    default = _default_model(services, models)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
     with gr.Tab("Categorise", id="categorise"):
         gr.Markdown(
@@ -132,7 +139,7 @@ def build(services: Services) -> None:
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(label="Product photo", type="filepath", sources=["upload", "clipboard"], height=240)
-                model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+                model = gr.Dropdown(models, value=default, label="Model")
                 style = gr.Radio(list(STYLES), value="descriptive prompts", label="Categories")
                 labels = gr.Textbox(label="Your labels (comma-separated)", placeholder="e.g. toy, furniture, clock",
                                     visible=False)
@@ -150,7 +157,7 @@ def build(services: Services) -> None:
                 label="Measured by `python -m evaluation.evaluate --config products --split test`",
             )
             with gr.Row():
-                cm_model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+                cm_model = gr.Dropdown(models, value=default, label="Model")
                 cm_style = gr.Dropdown(["descriptive", "bare", "supervised"], value="descriptive", label="Prompts")
             with gr.Row():
                 cm_plot = gr.Plot(label="Confusion matrix")

@@ -1,4 +1,4 @@
-"""Shared fixtures."""
+"""Shared fixtures. Each fixture is self-contained; add new ones below, each with its own docstring."""
 import pytest
 
 from tests.hubserver import LocalHub
@@ -6,18 +6,34 @@ from tests.hubserver import LocalHub
 
 @pytest.fixture
 def local_hub(tmp_path, monkeypatch):
-    """A local Hub-compatible server; the real huggingface_hub client is pointed at it with HF_ENDPOINT."""
-    import huggingface_hub.constants as hf_constants
+    """A local Hub-compatible server with an empty cache; the real huggingface_hub client talks to it.
 
-    hub = LocalHub(tmp_path / "hub").start()
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    Yields a `LocalHub`: `.url`, `.root`, `.add_repo(repo_id, {path: bytes} | folder, repo_type="model") -> sha`,
+    `.requests` (what the client asked) and `.stop()` (to play an unreachable Hub).
+    """
+    import huggingface_hub.constants as hf
+
+    hub = LocalHub(tmp_path / "hub-repos").start()
+    home = tmp_path / "hf-home"
+    env = {
+        "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+        "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_local_test_token",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_TOKEN", "test-token")
-    # huggingface_hub reads these once at import; the client must really talk to our server.
-    monkeypatch.setattr(hf_constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # huggingface_hub reads its environment once, at import, into these constants: patch them too, or the client
+    # would still talk to huggingface.co, use the real cache, read a stored token, or take the Xet code path.
+    constants = {
+        "ENDPOINT": hub.url,
+        "HUGGINGFACE_CO_URL_TEMPLATE": hub.url + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+        "HF_TOKEN_PATH": str(home / "token"), "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "HF_HUB_OFFLINE": False, "HF_HUB_DISABLE_TELEMETRY": True, "HF_HUB_DISABLE_XET": True,
+    }
+    for name, value in constants.items():
+        monkeypatch.setattr(hf, name, value)
     yield hub
     hub.stop()
+    assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"

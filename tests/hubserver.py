@@ -1,8 +1,19 @@
-"""A local Hugging Face Hub-compatible file server for tests (stdlib only, 127.0.0.1 only).
+"""A local Hugging Face Hub-compatible file server for tests (stdlib only, bound to 127.0.0.1).
 
-It answers what the real `huggingface_hub` client calls to download (`repo_info`, `list_repo_tree`, HEAD/GET
-`resolve`) and to publish (`create_repo`, `preupload`, `commit` with regular files), serving repos from
-`<root>/<type>s/<owner>/<name>/`. Each repo has one branch, `main`; its commit sha is a hash of its files.
+It answers what the real `huggingface_hub` client (2.4.0, plain HTTP, no Xet) calls:
+
+- download: `GET /api/{type}s/{repo}[/revision/{rev}]` (repo_info), `GET /api/{type}s/{repo}/tree/{rev}[/{path}]`
+  (list_repo_tree), `HEAD`/`GET /{prefix}{repo}/resolve/{rev}/{file}` with `X-Repo-Commit`, `ETag`,
+  `Content-Length` and, for LFS files, `X-Linked-Etag`/`X-Linked-Size`;
+- publish: `POST /api/repos/create`, `POST /api/{type}s/{repo}/preupload/{rev}`, the LFS batch API
+  `POST /{prefix}{repo}.git/info/lfs/objects/batch` with a basic `PUT` upload, and the ndjson
+  `POST /api/{type}s/{repo}/commit/{rev}`.
+
+Repos live in `<root>/<type>s/<owner>/<name>/`, as plain files. Each repo has one branch, `main`, whose commit sha
+is a hash of its files; a revision is either "main" or that sha (older commits are not kept). Which files are
+LFS is decided by a rule like the Hub's default `.gitattributes` (binary suffixes, NUL bytes, 10 MB and over),
+the same rule on upload and download. The real Hub redirects LFS downloads to a CDN; this server answers them
+directly.
 """
 from __future__ import annotations
 
@@ -14,62 +25,83 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
-_PREFIX = {"models": "", "datasets": "datasets/", "spaces": "spaces/"}
-_API = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(revision|tree|preupload|commit)/([^/]+)(/.*)?$")
-_RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_LFS_SUFFIXES = (
+    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".npy", ".npz", ".parquet",
+    ".arrow", ".faiss", ".index", ".pkl", ".zip", ".gz", ".tar", ".png", ".jpg", ".jpeg", ".webp",
+)
+_LFS_MIN_SIZE = 10 * 1024 * 1024
+_LFS_STORE = ".lfs-objects"  # uploaded LFS blobs, by sha256, under root; not a repo type folder
+
+
+def is_lfs(path: str, head: bytes, size: int) -> bool:
+    """Whether the Hub would keep this file in LFS; `head` is its first bytes (the client's preupload sample)."""
+    if size == 0:
+        return False  # the client always commits empty files as regular ones
+    return path.lower().endswith(_LFS_SUFFIXES) or size >= _LFS_MIN_SIZE or b"\0" in head[:512]
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git object id of a blob, which the Hub uses as ETag and tree oid of regular files."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    return b"version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (
+        hashlib.sha256(data).hexdigest().encode(), len(data),
+    )
 
 
 class LocalHub:
+    """The server and the repos on disk. `with LocalHub(root) as hub:` or `hub = LocalHub(root).start()`."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.requests: list[str] = []  # "METHOD path", for tests that check what was asked
+        self.requests: list[str] = []  # "METHOD /path" in arrival order, for tests that check what was asked
+        self.errors: list[str] = []  # exceptions raised while answering; the client would retry or use its cache
+        self.url: str | None = None
+        self.commit_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
-    # ------------------------------------------------------------ repos on disk
-    def repo_dir(self, kind: str, repo_id: str) -> Path:
-        return self.root / kind / repo_id
+    # ---------------------------------------------------------------- repos on disk
+    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        return self.root / f"{repo_type}s" / repo_id
 
     def add_repo(self, repo_id: str, files: dict[str, bytes] | Path, repo_type: str = "model") -> str:
-        folder = self.repo_dir(f"{repo_type}s", repo_id)
+        """Create or update a repo from `{path: bytes}` or a folder's files; returns its commit sha."""
+        folder = self.repo_dir(repo_type, repo_id)
         folder.mkdir(parents=True, exist_ok=True)
-        if isinstance(files, Path):
+        if isinstance(files, (str, Path)):
             shutil.copytree(files, folder, dirs_exist_ok=True)
         else:
             for name, data in files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(data)
-        return self.sha(folder)
+        return self.commit_sha(folder)
 
     @staticmethod
     def files(folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*") if p.is_file())
 
-    def sha(self, folder: Path) -> str:
+    def commit_sha(self, folder: Path) -> str:
         h = hashlib.sha1()
         for p in self.files(folder):
-            h.update(p.relative_to(folder).as_posix().encode() + hashlib.sha256(p.read_bytes()).digest())
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
         return h.hexdigest()
 
-    # ------------------------------------------------------------ server
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
+    # ---------------------------------------------------------------- server
     def start(self) -> LocalHub:
-        hub = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        handler = type("Handler", (_Handler,), {"hub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # A short poll interval keeps stop() fast (shutdown waits for the serving loop to notice).
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stop serving; the port is closed, so clients get 'connection refused'. Safe to call twice."""
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -82,125 +114,218 @@ class LocalHub:
         self.stop()
 
 
+def _route(pattern: str) -> re.Pattern:
+    # {api}: /api/{type}s/owner/name; {web}: the repo's web path, /owner/name or /datasets/owner/name.
+    return re.compile("^" + pattern.format(
+        api=r"/api/(?P<kind>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)",
+        web=r"/(?:(?P<kind>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+?)",
+    ) + "$")
+
+
+_ROUTES = [  # (methods, path pattern, handler method)
+    (("GET",), _route(r"{api}(?:/revision/(?P<rev>[^/]+))?"), "repo_info"),
+    (("GET",), _route(r"{api}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.+))?"), "tree"),
+    (("GET", "HEAD"), _route(r"{web}/resolve/(?P<rev>[^/]+)/(?P<file>.+)"), "resolve"),
+    (("POST",), _route(r"/api/repos/create"), "create_repo"),
+    (("POST",), _route(r"{api}/preupload/(?P<rev>[^/]+)"), "preupload"),
+    (("POST",), _route(r"{web}\.git/info/lfs/objects/batch"), "lfs_batch"),
+    (("PUT",), _route(r"/_lfs/(?P<oid>[0-9a-f]{{64}})"), "lfs_put"),
+    (("POST",), _route(r"{api}/commit/(?P<rev>[^/]+)"), "commit"),
+]
+
+
 class _Handler(BaseHTTPRequestHandler):
     hub: LocalHub
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_HEAD = do_POST = do_PUT = do_GET
+
+    def _dispatch(self) -> None:
+        url = urlparse(self.path)
+        self.hub.requests.append(f"{self.command} {url.path}")
+        self.query = parse_qs(url.query)
+        for methods, pattern, name in _ROUTES:
+            if self.command in methods and (m := pattern.match(url.path)):
+                args = {k: unquote(v) for k, v in m.groupdict().items() if v is not None}
+                if "kind" in m.groupdict():
+                    args["repo_type"] = (args.pop("kind", None) or "models")[:-1]  # model web paths have no prefix
+                try:
+                    return getattr(self, name)(**args)
+                except Exception as e:  # a server bug: fail the test (see `errors`), not just drop the connection
+                    self.hub.errors.append(f"{self.command} {url.path}: {e.__class__.__name__}: {e}")
+                    return self._error(500, "InternalError", f"{e.__class__.__name__}: {e}")
+        self._error(404, "EntryNotFound", f"no route for {self.command} {url.path}")
+
+    # ---------------------------------------------------------------- replies
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        for k, v in (headers or {}).items():
+        headers = {"Content-Length": str(len(body)), **(headers or {})}
+        for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)) if not (headers and "Content-Length" in headers) else headers["Content-Length"])
         self.end_headers()
-        if not head:
+        if self.command != "HEAD":
             self.wfile.write(body)
 
     def _json(self, obj, status: int = 200) -> None:
         self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json"})
 
-    def _not_found(self, code: str = "RepoNotFound", head: bool = False) -> None:
-        self._send(404, b'{"error": "not found"}', {"X-Error-Code": code, "Content-Type": "application/json"}, head)
+    def _error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        # The client maps X-Error-Code to RepositoryNotFoundError, RevisionNotFoundError, ...
+        body = json.dumps({"error": message}).encode()
+        self._send(status, body, {"Content-Type": "application/json", "X-Error-Code": code, **(headers or {})})
 
-    def _repo(self, kind: str, repo_id: str, rev: str | None) -> Path | None:
-        folder = self.hub.repo_dir(kind, repo_id)
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()  # CRLF after each chunk
+        self.rfile.readline()  # CRLF after the last, empty chunk
+        return b"".join(chunks)
+
+    def _repo(self, repo_type: str, repo: str, rev: str | None = None) -> Path | None:
+        """The repo folder, or None after answering 404 (unknown repo, or a revision it does not have)."""
+        folder = self.hub.repo_dir(repo_type, repo)
         if not folder.is_dir():
-            self._not_found()
+            self._error(404, "RepoNotFound", f"{repo_type} repository {repo} not found")
             return None
-        if rev is not None and unquote(rev) not in ("main", self.hub.sha(folder)):
-            self._not_found("RevisionNotFound")
+        if rev is not None and rev not in ("main", self.hub.commit_sha(folder)):
+            self._error(404, "RevisionNotFound", f"revision {rev} not found in {repo}")
             return None
         return folder
 
-    # ------------------------------------------------------------ GET / HEAD
-    def do_HEAD(self) -> None:
-        self._get(head=True)
-
-    def do_GET(self) -> None:
-        self._get(head=False)
-
-    def _get(self, head: bool) -> None:
-        path = urlparse(self.path).path
-        self.hub.requests.append(f"{self.command} {path}")
-        if m := _RESOLVE.match(path):
-            return self._resolve(m[1] or "models", m[2], m[3], unquote(m[4]), head)
-        m = _API.match(path)
-        if not m or m[3] not in ("revision", "tree"):
-            return self._not_found("EntryNotFound", head)
-        kind, repo_id, what, rev = m[1], m[2], m[3], m[4]
-        if (folder := self._repo(kind, repo_id, rev)) is None:
+    # ---------------------------------------------------------------- download
+    def repo_info(self, repo_type: str, repo: str, rev: str = "main") -> None:
+        if (folder := self._repo(repo_type, repo, rev)) is None:
             return
-        sha = self.hub.sha(folder)
-        entries = [
-            {"type": "file", "path": p.relative_to(folder).as_posix(), "size": p.stat().st_size,
-             "oid": hashlib.sha1(b"blob %d\0" % p.stat().st_size + p.read_bytes()).hexdigest()}
-            for p in self.hub.files(folder)
-        ]
-        if what == "revision":
-            return self._json({"id": repo_id, "sha": sha, "private": False,
-                               "siblings": [{"rfilename": e["path"]} for e in entries]})
-        return self._json(entries)
+        siblings = [{"rfilename": p.relative_to(folder).as_posix()} for p in self.hub.files(folder)]
+        self._json({"id": repo, "sha": self.hub.commit_sha(folder), "private": False, "siblings": siblings})
 
-    def _resolve(self, kind: str, repo_id: str, rev: str, filename: str, head: bool) -> None:
-        if (folder := self._repo(kind, repo_id, rev)) is None:
+    def tree(self, repo_type: str, repo: str, rev: str, sub: str = "") -> None:
+        if (folder := self._repo(repo_type, repo, rev)) is None:
             return
-        target = (folder / filename).resolve()
+        base = folder / sub
+        if not base.is_dir():
+            return self._error(404, "EntryNotFound", f"{sub} not found in {repo}")
+        recursive = self.query.get("recursive", ["false"])[0].lower() in ("1", "true")
+        paths = sorted(base.rglob("*") if recursive else base.iterdir())
+        self._json([_tree_entry(folder, p) for p in paths])  # one page: no Link header
+
+    def resolve(self, repo_type: str, repo: str, rev: str, file: str) -> None:
+        if (folder := self._repo(repo_type, repo, rev)) is None:
+            return
+        sha = self.hub.commit_sha(folder)
+        target = (folder / file).resolve()
         if not target.is_relative_to(folder.resolve()) or not target.is_file():
-            return self._not_found("EntryNotFound", head)
+            return self._error(404, "EntryNotFound", f"{file} not found in {repo}", {"X-Repo-Commit": sha})
         data = target.read_bytes()
-        headers = {
-            "X-Repo-Commit": self.hub.sha(folder),
-            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-            "Content-Length": str(len(data)),
-            "Content-Type": "application/octet-stream",
-        }
-        self._send(200, data, headers, head)
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha1(data)}"', "Content-Type": "application/octet-stream"}
+        if is_lfs(file, data, len(data)):
+            lfs_etag = f'"{hashlib.sha256(data).hexdigest()}"'
+            headers.update({"ETag": lfs_etag, "X-Linked-Etag": lfs_etag, "X-Linked-Size": str(len(data))})
+        self._send(200, data, headers)
 
-    # ------------------------------------------------------------ POST
-    def do_POST(self) -> None:
-        path = urlparse(self.path).path
-        self.hub.requests.append(f"POST {path}")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if path == "/api/repos/create":
-            return self._create(json.loads(body))
-        m = _API.match(path)
-        if not m or m[3] not in ("preupload", "commit"):
-            return self._not_found("EntryNotFound")
-        kind, repo_id, what = m[1], m[2], m[3]
-        if (folder := self._repo(kind, repo_id, None)) is None:
-            return
-        if what == "preupload":  # everything goes as a regular git blob: no LFS, no Xet
-            files = json.loads(body)["files"]
-            return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
-        self._commit(folder, kind, repo_id, body)
-
-    def _create(self, payload: dict) -> None:
-        kind = f"{payload.get('type') or 'model'}s"
-        repo_id = f"{payload.get('organization') or 'user'}/{payload['name']}"
-        folder = self.hub.repo_dir(kind, repo_id)
+    # ---------------------------------------------------------------- publish
+    def create_repo(self) -> None:
+        payload = json.loads(self._body())
+        repo_type = payload.get("type") or "model"
+        repo = f"{payload.get('organization') or 'user'}/{payload['name']}"
+        folder = self.hub.repo_dir(repo_type, repo)
         existed = folder.is_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        url = f"{self.hub.url}/{_PREFIX[kind]}{repo_id}"
-        self._json({"url": url, "name": repo_id}, 409 if existed else 200)
+        # 409 is what the Hub answers for an existing repo; create_repo(exist_ok=True) accepts it.
+        self._json({"url": f"{self.hub.url}/{_URL_PREFIX[repo_type]}{repo}", "name": repo}, 409 if existed else 200)
 
-    def _commit(self, folder: Path, kind: str, repo_id: str, body: bytes) -> None:
-        for line in body.decode().splitlines():
-            if not line.strip():
-                continue
-            op = json.loads(line)
-            value = op["value"]
-            if op["key"] == "file":
-                target = (folder / value["path"]).resolve()
-                if not target.is_relative_to(folder.resolve()):
-                    return self._send(400, b"bad path")
-                target.parent.mkdir(parents=True, exist_ok=True)
+    def preupload(self, repo_type: str, repo: str, rev: str) -> None:
+        payload = json.loads(self._body())
+        if (folder := self._repo(repo_type, repo, rev)) is None:
+            return
+        answers = []
+        for f in payload["files"]:
+            lfs = is_lfs(f["path"], base64.b64decode(f["sample"]), f["size"])
+            existing = folder / f["path"]  # its oid lets the client skip files that did not change
+            oid = _file_oid(existing.read_bytes(), lfs) if existing.is_file() else None
+            mode = "lfs" if lfs else "regular"
+            answers.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+        self._json({"files": answers})
+
+    def lfs_batch(self, repo_type: str, repo: str) -> None:
+        payload = json.loads(self._body())
+        objects = []
+        for obj in payload["objects"]:
+            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+            if not (self.hub.root / _LFS_STORE / obj["oid"]).is_file():  # no "actions": already uploaded
+                answer["actions"] = {"upload": {"href": f"{self.hub.url}/_lfs/{obj['oid']}"}}
+            objects.append(answer)
+        self._send(200, json.dumps({"transfer": "basic", "objects": objects}).encode(),
+                   {"Content-Type": "application/vnd.git-lfs+json"})
+
+    def lfs_put(self, oid: str) -> None:
+        data = self._body()
+        if hashlib.sha256(data).hexdigest() != oid:
+            return self._error(400, "BadRequest", "uploaded content does not match its sha256")
+        store = self.hub.root / _LFS_STORE
+        store.mkdir(parents=True, exist_ok=True)
+        (store / oid).write_bytes(data)
+        self._send(200)
+
+    def commit(self, repo_type: str, repo: str, rev: str) -> None:
+        operations = [json.loads(line) for line in self._body().splitlines() if line.strip()]
+        if (folder := self._repo(repo_type, repo, rev)) is None:
+            return
+        with self.hub.commit_lock:
+            for op in operations:
+                if (problem := self._apply(folder, op["key"], op["value"])) is not None:
+                    return self._error(400, "BadRequest", problem)
+            sha = self.hub.commit_sha(folder)
+        url = f"{self.hub.url}/{_URL_PREFIX[repo_type]}{repo}/commit/{sha}"
+        self._json({"commitUrl": url, "commitOid": sha, "success": True, "pullRequestUrl": None})
+
+    def _apply(self, folder: Path, key: str, value: dict) -> str | None:
+        """Apply one commit operation to the repo folder; returns a problem, or None when done."""
+        if key == "header":
+            return None
+        target = (folder / value["path"]).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            return f"path {value['path']!r} leaves the repository"
+        if key in ("file", "lfsFile"):
+            if key == "file":
                 content = value["content"]
-                target.write_bytes(base64.b64decode(content) if value.get("encoding") == "base64" else content.encode())
-            elif op["key"] == "deletedFile":
-                (folder / value["path"]).unlink(missing_ok=True)
-            elif op["key"] not in ("header",):
-                return self._send(400, f"unsupported commit operation {op['key']}".encode())
-        sha = self.hub.sha(folder)
-        self._json({"commitUrl": f"{self.hub.url}/{_PREFIX[kind]}{repo_id}/commit/{sha}", "commitOid": sha,
-                    "success": True})
+                data = base64.b64decode(content) if value.get("encoding") == "base64" else content.encode()
+            elif (blob := self.hub.root / _LFS_STORE / value["oid"]).is_file():
+                data = blob.read_bytes()
+            else:
+                return f"LFS object {value['oid']} was never uploaded"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        elif key == "deletedFile":
+            target.unlink(missing_ok=True)
+        elif key == "deletedFolder":
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            return f"unsupported commit operation {key!r}"
+        return None
+
+
+def _file_oid(data: bytes, lfs: bool) -> str:
+    # What the client compares with its local file to skip unchanged uploads: sha256 for LFS, git sha1 otherwise.
+    return hashlib.sha256(data).hexdigest() if lfs else git_blob_sha1(data)
+
+
+def _tree_entry(folder: Path, p: Path) -> dict:
+    path = p.relative_to(folder).as_posix()
+    if p.is_dir():
+        return {"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0}
+    data = p.read_bytes()
+    entry = {"type": "file", "path": path, "size": len(data), "oid": git_blob_sha1(data)}
+    if is_lfs(path, data, len(data)):
+        pointer = lfs_pointer(data)  # on the Hub, the git blob of an LFS file is its pointer
+        entry["oid"] = git_blob_sha1(pointer)
+        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}
+    return entry
