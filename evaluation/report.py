@@ -1,0 +1,54 @@
+"""Print the measured results of every catalog model as Markdown tables (what README.md quotes).
+
+    python -m evaluation.report [--catalog catalog.toml]
+
+Everything comes from the evaluation files the `evaluate` command wrote beside each model; nothing is typed in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from core.catalog import load_catalog
+
+
+def _results(catalog) -> list[tuple[str, dict]]:
+    out = []
+    for name, spec in catalog.models.items():
+        folder = Path(spec.source) / "eval"
+        if not spec.source.startswith("hf-hub:") and folder.is_dir():
+            out += [(name, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    return out
+
+
+def retrieval_table(results) -> str:
+    rows = ["| model | split | images | t2i R@1 | R@5 | R@10 | i2t R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        if "metrics" in r:
+            m = r["metrics"]
+            cells = " | ".join(f"{m[f'{d}_R@{k}']:.1f}" for d in ("t2i", "i2t") for k in (1, 5, 10))
+            rows.append(f"| {name} | {r['config']}/{r['split']} | {r['n_images']} | {cells} |")
+    return "\n".join(rows)
+
+
+def classification_table(results) -> str:
+    rows = ["| model | prompts | accuracy | macro P | macro R | macro F1 |", "|---|---|---|---|---|---|"]
+    for name, r in results:
+        for style, m in r.get("styles", {}).items():
+            rows.append(f"| {name} | {style} | {m['accuracy']:.1f} | {m['macro_precision']:.1f} | "
+                        f"{m['macro_recall']:.1f} | {m['macro_f1']:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--catalog", default=None)
+    results = _results(load_catalog(p.parse_args(argv).catalog))
+    print("Text→image / image→text retrieval (standard protocol, %):\n\n" + retrieval_table(results))
+    print("\nZero-shot and supervised categorisation, demo products test split (700 images, %):\n\n"
+          + classification_table(results))
+
+
+if __name__ == "__main__":
+    main()
