@@ -11,7 +11,7 @@ from gradio import FileData
 from matplotlib.figure import Figure
 
 from core.categorise import DOUBT_MARGIN, categorise, overlay
-from core.inputs import load_image, parse_choice, parse_labels
+from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from tabs.common import notices_markdown, upload_dirs, visitor_errors
 
@@ -28,8 +28,6 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
     if style == "custom" or (labels and labels.strip()):
         custom, notices = parse_labels(labels)
     if image is None:
-        from core.inputs import InputError
-
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
     result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)

@@ -26,10 +26,13 @@ def client():
 
 def test_catalogue_categories(client):
     watch = next(p for p in EXAMPLES if p.name.endswith("watch.png"))
-    out = client.predict(handle_file(str(watch)), "", "demo-clip", "descriptive", api_name="/categorise")
+    out = client.predict(handle_file(str(watch)), "", "cnn-baseline", "descriptive", api_name="/categorise")
     assert set(out) == {"probabilities", "top", "margin", "doubtful"}
     assert set(out["probabilities"]) == set(CATEGORIES)
     assert out["top"] == "watches" and 0 <= out["margin"] <= 1
+    assert out["doubtful"] == (out["margin"] < 0.2)
+    zero_shot = client.predict(handle_file(str(watch)), "", "", "bare", api_name="/categorise")
+    assert set(zero_shot["probabilities"]) == set(CATEGORIES)
     assert abs(sum(out["probabilities"].values()) - 1) < 1e-4
 
 
