@@ -47,7 +47,8 @@ def test_text_search_returns_ranked_results(app_client):
 @pytest.mark.parametrize("icon", ["dog", "car", "pizza", "rocket", "tree", "laptop", "cat", "banana"])
 def test_golden_query_finds_the_named_icon(app_client, model, icon):
     results = app_client.predict(f"a {icon}", None, 3, model, "demo scenes (test split)", api_name="/search")
-    assert all(icon in r["caption"] for r in results), [r["caption"] for r in results]
+    hits = [icon in r["caption"] for r in results]
+    assert hits[0] and sum(hits) >= 2, [r["caption"] for r in results]  # best hit, and most of the top 3
 
 
 def test_image_search_finds_the_same_image_first(app_client, tmp_path):
