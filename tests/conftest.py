@@ -37,3 +37,18 @@ def local_hub(tmp_path, monkeypatch):
     yield hub
     hub.stop()
     assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The real app on the bundled catalog, launched once for every test that drives it over HTTP."""
+    from app import MAX_FILE_SIZE, build_demo, configure_threads
+    from core.catalog import load_catalog
+
+    configure_threads()
+    demo = build_demo(load_catalog())
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size=MAX_FILE_SIZE)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()

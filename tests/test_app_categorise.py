@@ -6,22 +6,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app import build_demo, configure_threads
-from core.catalog import load_catalog
 from demo_world.icons import CATEGORIES
 
 EXAMPLES = sorted(Path("assets/examples/products").glob("*.png"))
 
 
 @pytest.fixture(scope="module")
-def client():
-    configure_threads()
-    demo = build_demo(load_catalog())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size="20mb")
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def test_catalogue_categories(client):

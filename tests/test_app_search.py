@@ -6,19 +6,11 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app import build_demo, configure_threads
-from core.catalog import load_catalog
 
 
 @pytest.fixture(scope="module")
-def app_client():
-    configure_threads()
-    demo = build_demo(load_catalog())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, max_file_size="20mb")
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
+def app_client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def _png_of(data_uri: str) -> Image.Image:

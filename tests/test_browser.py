@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from app import build_demo, configure_threads
-from core.catalog import load_catalog
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -13,17 +11,6 @@ CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    configure_threads()
-    demo = build_demo(load_catalog())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size="20mb")
-    try:
-        yield demo.local_url
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
