@@ -22,6 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from core.atomic import recover
+
 log = logging.getLogger(__name__)
 
 HF_HUB_PREFIX = "hf-hub:"
@@ -78,6 +80,12 @@ def _valid_repo_id(repo_id: str) -> bool:
     return "--" not in repo_id and ".." not in repo_id
 
 
+def describe(text: str) -> tuple[str, str | None]:
+    """(name, revision) to record where an asset came from: the Hub source as written, or a folder's name."""
+    source = parse_source(text)
+    return (text, source.revision) if source.kind == "hub" else (source.path.name, None)
+
+
 def resolve(
     text: str, *, repo_type: str = "model", base_dir: Path | None = None, allow_patterns: list[str] | str | None = None
 ) -> Path:
@@ -87,6 +95,7 @@ def resolve(
     """
     source = parse_source(text, base_dir)
     if source.kind == "local":
+        recover(source.path)  # a save killed between its two renames left the previous copy aside
         if not source.path.is_dir():
             raise SourceError(
                 f"Folder {source.path} not found: build it (README, 'Build the assets') or fix the source."

@@ -28,7 +28,7 @@ import numpy as np
 
 from core.catalog import load_catalog
 from core.services import Services
-from core.sources import parse_source, resolve
+from core.sources import describe, resolve
 from demo_world.corpus import load_split
 from evaluation.retrieval import recall_at_k
 from pipelines.build_index import embed_images
@@ -94,12 +94,12 @@ def results_path(model_folder: Path, dataset_name: str, config: str, split: str)
 def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str) -> dict:
     encoder = services.encoder(model)
     data = load_split(resolve(dataset_source, repo_type="dataset"), config, split)
-    src = parse_source(dataset_source)
+    dataset_name, dataset_revision = describe(dataset_source)
     return {
         "model": model,
         "model_revision": encoder.revision,
-        "dataset": dataset_source if src.kind == "hub" else Path(dataset_source).name,
-        "dataset_revision": src.revision,
+        "dataset": dataset_name,
+        "dataset_revision": dataset_revision,
         "config": config,
         "split": split,
         **(classification_results(encoder, data) if config == "products" else retrieval_metrics(encoder, data)),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from index.atomic import recover, replace_folder
+from core.atomic import recover, replace_folder
 from index.sidecar import IndexInfo
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def _check_save(folder: Path, index: faiss.Index, meta: pd.DataFrame, info: Inde
 def save_index(folder: Path, index: faiss.Index, meta: pd.DataFrame, info: IndexInfo) -> Path:
     """Write index.faiss, meta.parquet and index.json to `folder`, atomically replacing an index there.
 
-    A crash at any point leaves the previous complete index or the new one (see index.atomic).
+    A crash at any point leaves the previous complete index or the new one (see core.atomic).
     `info.search_params` are applied to `index` first, so they are known to work when loaded.
     """
     folder = Path(folder)

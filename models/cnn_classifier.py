@@ -52,9 +52,9 @@ class Classifier:
 def save_cnn_classifier(model: CNNClassifierModel, classes: list[str], out: Path, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from core.atomic import atomic_dir
+    from core.atomic import replace_folder
 
-    with atomic_dir(out) as tmp:
+    with replace_folder(out) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         config = {"image_cfg": asdict(model.cfg), "classes": classes, **(extra or {})}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")

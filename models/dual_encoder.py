@@ -142,9 +142,9 @@ class DualEncoder(Encoder):
 def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from core.atomic import atomic_dir
+    from core.atomic import replace_folder
 
-    with atomic_dir(out) as tmp:
+    with replace_folder(out) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps({**asdict(model.cfg), **(extra or {})}, indent=2) + "\n")
     return out

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from core.catalog import load_catalog
 from core.services import Services
-from core.sources import parse_source, resolve
+from core.sources import describe, resolve
 from demo_world.corpus import load_split
 from index import IndexInfo, build_index, choose_factory, measure_recall, save_index, tune_search_params, utc_now
 
@@ -68,7 +68,7 @@ def build(
         params, recall = {}, measure_recall(index, xb, xq, k=10)
     else:  # the cheapest nprobe / efSearch reaching 0.95 recall@10 against exact search
         params, recall = tune_search_params(index, xb, xq, k=10, target=0.95)
-    src = parse_source(dataset_source)
+    dataset_name, dataset_revision = describe(dataset_source)
     info = IndexInfo(
         model=model,
         model_revision=encoder.revision,
@@ -76,8 +76,8 @@ def build(
         metric="inner_product",
         count=len(xb),
         factory=factory,
-        dataset=dataset_source if src.kind == "hub" else Path(dataset_source).name,
-        dataset_revision=src.revision,
+        dataset=dataset_name,
+        dataset_revision=dataset_revision,
         split=f"{config}/{split}",
         build_date=utc_now(),
         recall_at_10_vs_exact=recall,

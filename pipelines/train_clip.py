@@ -137,9 +137,9 @@ def save_open_clip(model, out: Path, model_cfg: dict, extra: dict) -> Path:
     """Write `open_clip_config.json` + `open_clip_model.safetensors` (fp16) atomically into `out`."""
     from safetensors.torch import save_file
 
-    from core.atomic import atomic_dir
+    from core.atomic import replace_folder
 
-    with atomic_dir(out) as tmp:
+    with replace_folder(out) as tmp:
         state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "open_clip_model.safetensors"))
         config = {"model_cfg": model_cfg, "preprocess_cfg": PREPROCESS_CFG, **extra}

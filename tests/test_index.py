@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import index.atomic as atomic
+import core.atomic as atomic
 from index import (
     FORMAT_VERSION, IndexInfo, IndexLoadError, IndexMismatchError, LoadedIndex, build_index, choose_factory,
     load_index, measure_recall, save_index, set_search_threads, tune_search_params,
@@ -233,8 +233,8 @@ def _raise(*args, **kwargs):
 
 
 @pytest.mark.parametrize("target", [
-    "faiss.write_index", "pandas.DataFrame.to_parquet", "pathlib.Path.write_text", "index.atomic._fsync_tree",
-    "index.atomic._swap_into_place",
+    "faiss.write_index", "pandas.DataFrame.to_parquet", "pathlib.Path.write_text", "core.atomic._fsync_tree",
+    "core.atomic._swap_into_place",
 ])
 def test_failed_save_keeps_the_previous_index(tmp_path, monkeypatch, target):
     folder = _save(tmp_path / "idx", _vectors(20))
@@ -310,7 +310,7 @@ CHILD = """
 import os, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
-import index.atomic as atomic
+import core.atomic as atomic
 from index import IndexInfo, build_index, save_index
 
 folder, stage = Path(sys.argv[1]), sys.argv[2]

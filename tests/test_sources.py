@@ -172,3 +172,19 @@ def test_publish_cli_prints_the_commit_sha(local_hub, tmp_path, capsys):
 def test_publish_refuses_an_empty_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="build it first"):
         publish(tmp_path / "missing", "acme/x")
+
+
+def test_resolve_restores_a_folder_left_aside_by_an_interrupted_save(tmp_path):
+    aside = tmp_path / ".demo-clip.old-999999-abc"  # what a save killed between its two renames leaves
+    aside.mkdir()
+    (aside / "open_clip_config.json").write_text("{}")
+    folder = resolve(str(tmp_path / "demo-clip"))
+    assert folder == tmp_path / "demo-clip" and (folder / "open_clip_config.json").read_text() == "{}"
+    assert not aside.exists()
+
+
+def test_describe_records_where_an_asset_came_from():
+    from core.sources import describe
+
+    assert describe("data/demo_world") == ("demo_world", None)
+    assert describe("hf-hub:org/set@abc123") == ("hf-hub:org/set@abc123", "abc123")
