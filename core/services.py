@@ -64,8 +64,11 @@ class Services:
         self._indexes = BoundedCache(max_indexes)
 
     def encoder(self, name: str):
+        """The catalog model `name`, loaded once: an encoder, a captioner or a classifier, by its family."""
         spec = self.catalog.model(name)
         return self._encoders.get(name, lambda: self._load_encoder(spec))
+
+    model = encoder
 
     def index(self, model: str, collection: str):
         spec = self.catalog.index(model, collection)

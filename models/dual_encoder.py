@@ -1,7 +1,12 @@
 """The seeds' BERT+ResNet idea, done as a contrastive dual encoder.
 
-Text: the real pretrained sentence encoder `all-MiniLM-L6-v2` (frozen) followed by a small trained MLP head.
-Image: a small CNN trained from scratch. Both map into one normalised space, like CLIP. Because the text side
+Text: the real pretrained sentence encoder `all-MiniLM-L6-v2`, frozen. Image: a small CNN trained from scratch.
+Two ways to join them (`text_head` in the config):
+- "locked" (the bundled model): no text head at all; the image tower learns to land in MiniLM's own sentence
+  space (LiT's locked-tower idea, with the text side locked). The pretrained geometry of language is kept
+  intact, which is what zero-shot on unseen words needs.
+- "mlp": a trained MLP head maps MiniLM's embedding into a smaller joint space. Measured: better in-domain
+  retrieval, but the head forgets MiniLM's geometry and zero-shot on category names falls (README, Categorise). Because the text side
 was pretrained on real language, words the demo captions never use ("computers", "timepieces") still land near
 related ones.
 
@@ -36,21 +41,27 @@ class DualEncoderConfig:
     text_tower: str = MINILM
     text_dim: int = 384  # MiniLM's sentence embedding size
     text_hidden: int = 512
+    text_head: str = "mlp"  # "mlp" or "locked" (embed_dim must then equal text_dim)
     revision: str | None = None
+
+
+def conv_features(channels: list[int]) -> nn.Sequential:
+    """The CNN trunk: one conv block per stage, 2x2 max-pool between stages: (B, 3, H, W) -> (B, C, H/8, W/8)."""
+    layers, c_in = [], 3
+    for i, c in enumerate(channels):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        if i < len(channels) - 1:
+            layers.append(nn.MaxPool2d(2))
+        c_in = c
+    layers += [nn.Conv2d(c_in, c_in, 3, padding=1, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
 
 
 class ImageTower(nn.Module):
     def __init__(self, cfg: DualEncoderConfig):
         super().__init__()
-        layers, c_in = [], 3
-        for i, c in enumerate(cfg.channels):
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            if i < len(cfg.channels) - 1:
-                layers.append(nn.MaxPool2d(2))
-            c_in = c
-        layers += [nn.Conv2d(c_in, c_in, 3, padding=1, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(inplace=True)]
-        self.features = nn.Sequential(*layers)  # (B, C, H/8, W/8): the grid Grad-CAM explains
-        self.proj = nn.Linear(c_in, cfg.embed_dim)
+        self.features = conv_features(cfg.channels)  # (B, C, H/8, W/8): the grid Grad-CAM explains
+        self.proj = nn.Linear(cfg.channels[-1], cfg.embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -69,14 +80,21 @@ class TextHead(nn.Module):
         return self.mlp(s) + self.skip(s)  # (B, 384) -> (B, D)
 
 
+TEXT_HEADS = ("mlp", "locked")
+
+
 class DualEncoderModel(nn.Module):
     """The trained parts; the frozen text tower lives outside the state dict."""
 
     def __init__(self, cfg: DualEncoderConfig):
         super().__init__()
+        if cfg.text_head not in TEXT_HEADS:
+            raise ValueError(f"unknown text_head {cfg.text_head!r}; known: {', '.join(TEXT_HEADS)}")
+        if cfg.text_head == "locked" and cfg.embed_dim != cfg.text_dim:
+            raise ValueError(f"a locked text tower needs embed_dim == text_dim ({cfg.text_dim}), got {cfg.embed_dim}")
         self.cfg = cfg
         self.image = ImageTower(cfg)
-        self.text = TextHead(cfg)
+        self.text = TextHead(cfg) if cfg.text_head == "mlp" else nn.Identity()
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # ln(1/0.07), as CLIP
 
 

@@ -1,6 +1,7 @@
 """One registry for every model family: `create_model(family, folder, name)`.
 
-A family's loader returns an `Encoder` (texts and images into one space) or a `Classifier` (images into fixed
+A family's loader returns an `Encoder` (texts and images into one space), a `Captioner` (images into words with
+attention maps) or a `Classifier` (images into fixed
 categories, e.g. the CNN baseline).
 
 Families register a loader with `@register_family("name")`; an unknown family fails listing the known ones.
@@ -46,4 +47,4 @@ def create_model(family: str, folder: Path, name: str) -> Any:
 
 def _import_families() -> None:
     # Imported here, not at module import, so `import models` stays cheap.
-    from models import cnn_classifier, dual_encoder, hf_clip, open_clip_encoder  # noqa: F401
+    from models import blip_captioner, captioner, cnn_classifier, dual_encoder, hf_clip, open_clip_encoder  # noqa: F401

@@ -3,7 +3,7 @@
     python -m pipelines.train_dual_encoder --out assets/models/dual-minilm-cnn
 
 Text embeddings of the frozen tower are computed once for every training text; only the image tower and the
-text head are trained, contrastively. Model selection uses the val splits only.
+text head (if any) are trained, contrastively. Model selection uses the val splits only.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class TrainConfig:
     val_scenes: int = 500
     eval_every: int = 250
     threads: int = 2
+    text_head: str = "locked"  # "locked": image tower lands in MiniLM's space; "mlp": trained text head
 
 
 def _examples(cfg: TrainConfig):
@@ -102,7 +103,7 @@ def train(cfg: TrainConfig) -> dict:
     row = {t: i for i, t in enumerate(unique)}
     text_ids = [[row[t] for t in ts] for ts in texts]
 
-    model = DualEncoderModel(DualEncoderConfig())
+    model = DualEncoderModel(DualEncoderConfig(text_head=cfg.text_head, embed_dim=384 if cfg.text_head == "locked" else 128))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn, rng = ClipLoss(), np.random.default_rng(cfg.seed)
     history, best, start = [], BestWeights(), time.time()
@@ -125,7 +126,7 @@ def train(cfg: TrainConfig) -> dict:
             v = _evaluate(model, st, val)
             history.append({"step": step + 1, "loss": loss.item(), "seconds": time.time() - start, **v})
             log.info("step %d val %s", step + 1, {k: round(x, 1) for k, x in v.items()})
-            best.offer(model, v["t2i_R@1"] + v["zero_shot_bare"])  # val only
+            best.offer(model, v["t2i_R@1"] + v["zero_shot_bare"] + v["zero_shot_descriptive"])  # val only
     return {"model": best.restore(model), "history": history, "seconds": time.time() - start}
 
 

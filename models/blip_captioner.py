@@ -1,0 +1,79 @@
+"""The pretrained captioner path: transformers' BLIP (`Salesforce/blip-image-captioning-base` in catalog.hub.toml).
+
+BLIP's text decoder cross-attends to the vision transformer's patch tokens. Per generated token we take the
+cross-attention of the query position that *predicts* that token (position t-1 for token t), average it over
+the heads and over the layers, drop the [CLS] image token, renormalise it to sum to one and reshape it to the
+patch grid (image_size / patch_size squared). Averaging over layers and heads is the simplest faithful summary
+(attention rollout does not apply to cross-attention); the maps show where the decoder read, not a causal
+attribution.
+
+The folder holds what the Hub repo holds: config.json, model.safetensors (pickled weights refused), the
+tokenizer files and preprocessor_config.json. Remote code is never trusted.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.captioner import Captioner, CaptionResult
+from models.registry import register_family
+
+log = logging.getLogger(__name__)
+
+
+class BlipCaptioner(Captioner):
+    def __init__(self, model, processor, name: str, revision: str | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.revision = revision
+        vision = model.config.vision_config
+        self.image_size = int(vision.image_size)
+        self.grid = self.image_size // int(vision.patch_size)
+
+    def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        return 0.0, 0.0, 1.0, 1.0  # BLIP's processor resizes the whole image to a square
+
+    def token_attention(self, pixel_values: torch.Tensor, ids: torch.Tensor) -> np.ndarray:
+        """(T-1, grid, grid) maps for the tokens ids[1:] of one sequence (ids[0] is the decoder's start token)."""
+        image_embeds = self.model.vision_model(pixel_values=pixel_values).last_hidden_state  # (1, 1+N, D)
+        out = self.model.text_decoder(input_ids=ids[None], encoder_hidden_states=image_embeds, output_attentions=True,
+                                      return_dict=True)
+        cross = torch.stack(out.cross_attentions)  # (layers, 1, heads, T, 1+N)
+        maps = cross.mean(dim=(0, 2))[0, :-1, 1:]  # query t-1 predicts token t; [CLS] dropped: (T-1, N)
+        maps = maps / maps.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        return maps.view(-1, self.grid, self.grid).float().numpy()
+
+    @torch.inference_mode()
+    def caption(self, image: Image.Image, beam_size: int = 3, max_len: int = 30) -> CaptionResult:
+        pixel_values = self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        generated = self.model.generate(pixel_values=pixel_values, num_beams=beam_size, max_new_tokens=max_len,
+                                        no_repeat_ngram_size=3, do_sample=False, output_scores=True,
+                                        return_dict_in_generate=True)
+        ids = generated.sequences[0]
+        tokenizer = self.processor.tokenizer
+        maps = self.token_attention(pixel_values, ids)
+        keep = [i for i, t in enumerate(ids[1:].tolist()) if t not in tokenizer.all_special_ids]
+        tokens = [tokenizer.convert_ids_to_tokens(int(ids[1 + i])) for i in keep]
+        score = float(generated.sequences_scores[0]) if getattr(generated, "sequences_scores", None) is not None else float("nan")
+        return CaptionResult(tokenizer.decode(ids, skip_special_tokens=True).strip(), tokens,
+                             maps[keep].astype(np.float32), score)
+
+
+@register_family("blip")
+def load_blip(folder: Path, name: str) -> BlipCaptioner:
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"Model {name!r}: model.safetensors is missing in {folder}; only safetensors weights are loaded."
+        )
+    model = BlipForConditionalGeneration.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
+                                                         dtype=torch.float32, attn_implementation="eager")
+    processor = BlipProcessor.from_pretrained(folder, trust_remote_code=False)
+    log.info("loaded BLIP captioner %s from %s", name, folder)
+    return BlipCaptioner(model, processor, name)

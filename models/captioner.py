@@ -1,0 +1,243 @@
+"""Captioners: the interface, the vocabulary, and show-attend-tell (Xu et al., 2015) done properly.
+
+Show-attend-tell: a CNN encodes the image into a grid of feature vectors; at every word an additive attention
+over the grid gives a context vector and the weights `alpha` (one per cell, summing to one); an LSTM reads
+[word embedding; gated context] and predicts the next word. Its hidden state starts from the mean feature. The
+training loss adds the doubly-stochastic regulariser, which pushes every cell to receive, over the whole
+caption, about one unit of attention.
+
+Folder layout: `config.json` (CaptionerConfig) + `vocab.json` (the word list, specials first) +
+`model.safetensors`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from models.beam_search import beam_search
+from models.dual_encoder import conv_features, preprocess
+from models.registry import register_family
+
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+SPECIALS = (PAD, SOS, EOS, UNK)
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,;.:]")
+NO_REPEAT_NGRAM = 3  # the default guard; the demo captions never need a repeated word trigram
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and punctuation marks."""
+    return _WORD.findall(text.lower())
+
+
+def detokenize(words: list[str]) -> str:
+    return re.sub(r" ([,;.:])", r"\1", " ".join(words))
+
+
+class Vocabulary:
+    def __init__(self, words: list[str]):
+        if tuple(words[:4]) != SPECIALS:
+            raise ValueError(f"a vocabulary starts with {SPECIALS}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.pad, self.sos, self.eos, self.unk = range(4)
+
+    @classmethod
+    def build(cls, texts: list[str], min_count: int = 1) -> Vocabulary:
+        counts: dict[str, int] = {}
+        for t in texts:
+            for w in tokenize(t):
+                counts[w] = counts.get(w, 0) + 1
+        return cls(list(SPECIALS) + sorted(w for w, c in counts.items() if c >= min_count))
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str, max_len: int) -> list[int]:
+        """<sos> words <eos>, cut to `max_len` words."""
+        return [self.sos] + [self.index.get(w, self.unk) for w in tokenize(text)][:max_len] + [self.eos]
+
+    def decode(self, ids: list[int]) -> list[str]:
+        return [self.words[i] for i in ids if i >= len(SPECIALS) or i == self.unk]
+
+
+@dataclass
+class CaptionResult:
+    caption: str
+    tokens: list[str]  # the generated words, one attention map each
+    attention: np.ndarray  # (T, gh, gw): where the model looked for each token; each map sums to one
+    score: float  # length-normalised log-probability
+
+
+class Captioner(ABC):
+    """Images -> a caption with one attention map per generated token."""
+
+    name: str
+    revision: str | None = None
+    max_beam = 10
+
+    @abstractmethod
+    def caption(self, image: Image.Image, beam_size: int = 3, max_len: int = 30) -> CaptionResult: ...
+
+    @abstractmethod
+    def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Where the image lies in the square the model saw, as fractions (x0, y0, x1, y1) of its side."""
+
+
+@dataclass
+class CaptionerConfig:
+    image_size: int = 64
+    channels: list[int] = field(default_factory=lambda: [24, 48, 96, 192])  # the dual encoder's CNN trunk
+    embed_dim: int = 128  # word embeddings
+    hidden: int = 384  # LSTM state
+    attention_dim: int = 192
+    dropout: float = 0.3
+    max_len: int = 30
+    revision: str | None = None
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: score_i = w . tanh(W_f f_i + W_h h); alpha = softmax(score)."""
+
+    def __init__(self, feature_dim: int, hidden: int, attention_dim: int):
+        super().__init__()
+        self.features = nn.Linear(feature_dim, attention_dim)
+        self.hidden = nn.Linear(hidden, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(self, feats: torch.Tensor, feats_proj: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, P, C), feats_proj (B, P, A) = self.features(feats), h (B, H) -> context (B, C), alpha (B, P)."""
+        e = self.score(torch.tanh(feats_proj + self.hidden(h)[:, None, :])).squeeze(-1)  # (B, P)
+        alpha = torch.softmax(e, dim=-1)
+        return (alpha[:, :, None] * feats).sum(dim=1), alpha
+
+
+class ShowAttendTell(nn.Module):
+    def __init__(self, cfg: CaptionerConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels[-1]
+        self.encoder = conv_features(cfg.channels)
+        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        self.attention = AdditiveAttention(c, cfg.hidden, cfg.attention_dim)
+        self.gate = nn.Linear(cfg.hidden, c)
+        self.init_h, self.init_c = nn.Linear(c, cfg.hidden), nn.Linear(c, cfg.hidden)
+        self.lstm = nn.LSTMCell(cfg.embed_dim + c, cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.hidden, vocab_size)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, P, C) grid features, P = (H/8) * (W/8), row-major."""
+        return self.encoder(images).flatten(2).transpose(1, 2)
+
+    def init_state(self, feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(h, c, feats, feats_proj) for a batch of grids."""
+        mean = feats.mean(dim=1)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), feats, self.attention.features(feats)
+
+    def step(self, words: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """One word for each row: (B,) ids -> logits (B, V), alpha (B, P), new state."""
+        logits, alpha, _, state = self._step(words, state)
+        return logits, alpha, state
+
+    def _step(self, words: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+        h, c, feats, feats_proj = state
+        context, alpha = self.attention(feats, feats_proj, h)  # (B, C), (B, P)
+        gated = torch.sigmoid(self.gate(h)) * context  # the gating scalar per channel (Xu et al., 4.2.1)
+        h, c = self.lstm(torch.cat([self.embed(words), gated], dim=-1), (h, c))
+        return self.out(self.dropout(h)), alpha, context, (h, c, feats, feats_proj)
+
+    def forward(self, feats: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher forcing. feats (B, P, C), tokens (B, T) starting with <sos> ->
+        logits (B, T-1, V), alphas (B, T-1, P), attended contexts (B, T-1, C)."""
+        state = self.init_state(feats)
+        logits, alphas, contexts = [], [], []
+        for t in range(tokens.shape[1] - 1):
+            out, alpha, context, state = self._step(tokens[:, t], state)
+            logits.append(out)
+            alphas.append(alpha)
+            contexts.append(context)
+        return torch.stack(logits, dim=1), torch.stack(alphas, dim=1), torch.stack(contexts, dim=1)
+
+
+def caption_loss(logits: torch.Tensor, alphas: torch.Tensor, targets: torch.Tensor, pad: int, alpha_c: float = 1.0) -> torch.Tensor:
+    """Cross-entropy on the next word plus the doubly-stochastic attention regulariser.
+
+    logits (B, T, V), alphas (B, T, P), targets (B, T) (the tokens after <sos>, padded with `pad`).
+    The regulariser, alpha_c * mean_i (1 - sum_t alpha_ti)^2 over the non-pad steps, is scaled so that
+    "one unit of attention per cell" means sum_t alpha_ti = T_valid / P, i.e. attention spread over the caption.
+    """
+    mask = (targets != pad).float()  # (B, T)
+    ce = nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=pad)
+    total = (alphas * mask[:, :, None]).sum(dim=1)  # (B, P)
+    expected = mask.sum(dim=1, keepdim=True) / alphas.shape[-1]  # (B, 1)
+    return ce + alpha_c * ((expected - total) ** 2).mean()
+
+
+class ShowAttendTellCaptioner(Captioner):
+    def __init__(self, model: ShowAttendTell, vocab: Vocabulary, name: str):
+        self.model = model.eval()
+        self.vocab = vocab
+        self.name = name
+        self.revision = model.cfg.revision
+        self.grid = model.cfg.image_size // 8
+
+    def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        side = max(size)
+        x0, y0 = (side - size[0]) // 2 / side, (side - size[1]) // 2 / side
+        return x0, y0, x0 + size[0] / side, y0 + size[1] / side
+
+    @torch.inference_mode()
+    def caption(self, image: Image.Image, beam_size: int = 3, max_len: int | None = None,
+                no_repeat_ngram: int = NO_REPEAT_NGRAM) -> CaptionResult:
+        feats = self.model.encode(preprocess(image, self.model.cfg.image_size)[None])  # (1, P, C)
+
+        def step(words, state):
+            logits, alpha, state = self.model.step(words, state)
+            return torch.log_softmax(logits, dim=-1), alpha, state
+
+        best = beam_search(step, self.model.init_state(feats), sos=self.vocab.sos, eos=self.vocab.eos,
+                           beam_size=beam_size, max_len=max_len or self.model.cfg.max_len,
+                           no_repeat_ngram=no_repeat_ngram, forbidden=(self.vocab.pad, self.vocab.sos, self.vocab.unk))[0]
+        words = self.vocab.decode(best.tokens)
+        maps = torch.stack(best.alphas).view(-1, self.grid, self.grid).numpy() if best.alphas else np.zeros((0, self.grid, self.grid))
+        return CaptionResult(detokenize(words), words, maps.astype(np.float32), best.normalised)
+
+
+def save_captioner(model: ShowAttendTell, vocab: Vocabulary, out: Path, extra: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from core.atomic import replace_folder
+
+    with replace_folder(out) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "vocab.json").write_text(json.dumps(vocab.words) + "\n")
+        (tmp / "config.json").write_text(json.dumps({**asdict(model.cfg), **(extra or {})}, indent=2) + "\n")
+    return out
+
+
+@register_family("show_attend_tell")
+def load_show_attend_tell(folder: Path, name: str) -> ShowAttendTellCaptioner:
+    from safetensors.torch import load_file
+
+    for required in ("config.json", "vocab.json", "model.safetensors"):
+        if not (folder / required).is_file():
+            raise FileNotFoundError(f"Model {name!r}: {required} is missing in {folder}; rebuild it with "
+                                    "`python -m pipelines.train_captioner`.")
+    raw = json.loads((folder / "config.json").read_text())
+    cfg = CaptionerConfig(**{k: v for k, v in raw.items() if k in CaptionerConfig.__dataclass_fields__})
+    if cfg.revision is None:
+        from models.open_clip_encoder import weights_digest
+
+        cfg.revision = weights_digest(folder / "model.safetensors")
+    vocab = Vocabulary(json.loads((folder / "vocab.json").read_text()))
+    model = ShowAttendTell(cfg, len(vocab))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return ShowAttendTellCaptioner(model, vocab, name)

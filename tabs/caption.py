@@ -1,0 +1,88 @@
+"""Caption tab: a caption for a photo and, for every generated word, where the model looked; and `/caption`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+from gradio import FileData
+
+from core.caption import MAX_BEAM, caption, token_heats
+from core.categorise import overlay
+from core.inputs import InputError, load_image, parse_choice
+from core.services import Services
+from tabs.common import upload_dirs, visitor_errors
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scenes"
+
+
+def run_caption(services: Services, image, model: str | None, beam_size):
+    models = services.catalog.models_for("caption")
+    model = parse_choice(model or (models[0] if models else None), models, "model")
+    if image is None:
+        raise InputError("Upload a photo (or pick an example) first.")
+    img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
+    captioner = services.encoder(model)
+    return img, captioner, caption(captioner, img, beam_size)
+
+
+def _metrics_table(services: Services) -> list[list]:
+    rows = []
+    for name in services.catalog.models_for("caption"):
+        path = Path(services.catalog.model(name).source) / "eval" / "demo_world--scenes-test.json"
+        if not path.is_file():
+            continue
+        for beam, m in json.loads(path.read_text()).get("captioning", {}).items():
+            rows.append([name, beam, *(round(m[k], 1) for k in ("BLEU-1", "BLEU-4", "objects_named", "pointing",
+                                                                   "pointing_chance", "repeated_phrase_rate"))])
+    return rows
+
+
+def build(services: Services) -> None:
+    models = services.catalog.models_for("caption")
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+    with gr.Tab("Caption", id="caption"):
+        gr.Markdown(
+            "Upload a photo: the model writes a caption word by word, and for each word it *attends* to part of "
+            "the image. Click a word in the legend to see where the model looked while writing it."
+        )
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], height=240)
+                model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+                beam = gr.Slider(1, MAX_BEAM, value=3, step=1, label="Beam size (1 = greedy)")
+                go = gr.Button("Caption", variant="primary")
+                if examples:
+                    gr.Examples(examples, inputs=[image], label="Example photos")
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Caption", interactive=False)
+                annotated = gr.AnnotatedImage(label="Attention per word (click a word in the legend)", height=320)
+        strip = gr.Gallery(label="Every word with its attention map", columns=8, height=220)
+        with gr.Accordion("Measured on the demo test split (1,000 scenes, five references each)", open=False):
+            gr.Dataframe(
+                _metrics_table(services),
+                headers=["model", "beam", "BLEU-1", "BLEU-4", "objects named %", "pointing %", "pointing chance %",
+                         "repeated phrases %"],
+                label="Measured by `python -m evaluation.evaluate --config scenes --split test` (captioning models)",
+            )
+
+        @visitor_errors
+        def on_caption(img, m, b):
+            picture, captioner, result = run_caption(services, img, m, b)
+            heats = token_heats(captioner, picture, result)
+            labels = [f"{i + 1}. {w}" for i, w in enumerate(result.tokens)]
+            return (result.caption, (picture, list(zip(heats, labels))),
+                    [(overlay(picture, h), lab) for h, lab in zip(heats, labels)])
+
+        outputs = [text, annotated, strip]
+        go.click(on_caption, [image, model, beam], outputs, api_visibility="private")
+        image.upload(on_caption, [image, model, beam], outputs, api_visibility="private")
+
+        def caption_api(image: FileData | None = None, model: str = "", beam_size: int = 3) -> dict:
+            """Caption a photo. Returns {caption, tokens, attention}: one attention map per token, each a 2-D
+            list (rows x columns) at the model's feature-grid resolution, summing to one."""
+            _, _, result = visitor_errors(run_caption)(services, image, model, beam_size)
+            return {"caption": result.caption, "tokens": result.tokens,
+                    "attention": [a.round(6).tolist() for a in result.attention]}
+
+        gr.api(caption_api, api_name="caption", concurrency_limit=2)
