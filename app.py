@@ -38,7 +38,7 @@ def configure_threads() -> None:
 
 
 def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
-    from tabs import caption, categorise, search
+    from tabs import caption, categorise, compare, search
 
     configure_plots()
     services = services or Services(catalog)
@@ -48,6 +48,7 @@ def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
             search.build(services)
             categorise.build(services)
             caption.build(services)
+            compare.build(services)
         gr.Markdown(ATTRIBUTION)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return demo

@@ -7,11 +7,16 @@ Writes `<model folder>/eval/<dataset>--<config>-<split>.json`:
     {"model", "model_revision", "dataset", "dataset_revision", "config", "split", "n_images", ...,
      "command", "date", "versions"}
 
+For a captioning model on a scenes split: "captioning": {"beam 1" | "beam 3" | "beam 3, no repeat guard":
+{"BLEU-1".."BLEU-4", "objects_named", "pointing", "pointing_chance", "n_object_words", "repeated_phrase_rate",
+"references_repeated_phrase_rate", "mean_length"}} and "examples" (the first ten captions of each setting).
 For a scenes split (retrieval): "n_captions" and "metrics": {"t2i_R@1", ..., "i2t_R@10"}, following the standard
 retrieval protocol (see `evaluation/retrieval.py`). For a products split (classification): "classes" and
 "styles": {"descriptive" | "bare" | "supervised": {"accuracy", "macro_precision", "macro_recall", "macro_f1",
 "balanced_accuracy", "confusion_matrix", and for zero-shot styles "prompts", "mean_similarity_per_class",
-"top_images_per_class"}}. Scores are on a 0-100 scale.
+"top_images_per_class"}}. Retrieval adds "scores": the cosine histograms of matching and non-matching pairs
+(`score_distribution`). Every file has "cost": {"parameters", "weights_bytes", "latency_ms": {...}, "batch",
+"threads"}. Scores are on a 0-100 scale.
 """
 from __future__ import annotations
 
@@ -36,6 +41,27 @@ from pipelines.build_index import embed_images
 log = logging.getLogger(__name__)
 
 
+HIST_BINS = np.linspace(-1, 1, 81)  # cosine similarity bins of width 0.025
+
+
+def score_distribution(text_emb: np.ndarray, image_emb: np.ndarray, owner: np.ndarray) -> dict:
+    """Cosine similarity of matching (caption, its image) and non-matching (caption, any other image) pairs:
+    histograms over HIST_BINS, means, standard deviations, and the gap between the means. Score scales differ
+    between models (the seeds' "0.25 for CLIP vs 0.07 for BERT+ResNet" puzzle); what ranks images is the gap."""
+    sims = text_emb @ image_emb.T  # (T, N)
+    match = np.zeros_like(sims, dtype=bool)
+    match[np.arange(len(owner)), owner] = True
+    pos, neg = sims[match], sims[~match]
+    return {
+        "bins": HIST_BINS.round(4).tolist(),
+        "matching": np.histogram(pos, HIST_BINS)[0].tolist(),
+        "non_matching": np.histogram(neg, HIST_BINS)[0].tolist(),
+        "matching_mean": float(pos.mean()), "matching_std": float(pos.std()),
+        "non_matching_mean": float(neg.mean()), "non_matching_std": float(neg.std()),
+        "gap": float(pos.mean() - neg.mean()),
+    }
+
+
 def retrieval_metrics(encoder, dataset) -> dict:
     from datasets import Image as ImageFeature
 
@@ -44,7 +70,91 @@ def retrieval_metrics(encoder, dataset) -> dict:
     captions = data["captions"]
     owner = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
     text_emb = encoder.encode_text([c for caps in captions for c in caps])
-    return {"n_images": len(data), "n_captions": len(owner), "metrics": recall_at_k(text_emb, image_emb, owner)}
+    return {"n_images": len(data), "n_captions": len(owner), "metrics": recall_at_k(text_emb, image_emb, owner),
+            "scores": score_distribution(text_emb, image_emb, owner)}
+
+
+def _median_ms(fn, repeats: int) -> float:
+    import time
+
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def count_parameters(model) -> int:
+    """Parameters of every torch module the model object holds (encoder towers, heads, frozen text towers)."""
+    import torch
+
+    seen, total = set(), 0
+    for value in vars(model).values():
+        if isinstance(value, torch.nn.Module):
+            for p in value.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+    return total
+
+
+def weights_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin", ".pt"))
+
+
+def cost(model, folder: Path, dataset, repeats: int = 15, batch: int = 32) -> dict:
+    """Size and speed: parameters, weight-file bytes, and the median latency (ms per item) of one item and of a
+    batch, for texts and images (captioners: one caption, beam 1 and 3). Single process, the current threads."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from models.captioner import Captioner
+
+    raw = dataset.cast_column("image", _raw_image()).select(range(min(batch, len(dataset))))
+    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
+    texts = [caps[0] if caps else "a photo" for caps in raw["captions"]]
+    latency = {}
+    if isinstance(model, Captioner):
+        for beam in (1, 3):
+            latency[f"caption_beam{beam}"] = _median_ms(lambda: model.caption(images[0], beam_size=beam), repeats)
+    elif hasattr(model, "predict_proba"):
+        latency["image_batch1"] = _median_ms(lambda: model.predict_proba(images[:1]), repeats)
+        latency["image_batched"] = _median_ms(lambda: model.predict_proba(images), 3) / len(images)
+    else:
+        latency["text_batch1"] = _median_ms(lambda: model.encode_text(texts[:1]), repeats)
+        latency["text_batched"] = _median_ms(lambda: model.encode_text(texts), 3) / len(texts)
+        latency["image_batch1"] = _median_ms(lambda: model.encode_image(images[:1]), repeats)
+        latency["image_batched"] = _median_ms(lambda: model.encode_image(images), 3) / len(images)
+    return {"parameters": count_parameters(model), "weights_bytes": weights_bytes(folder),
+            "latency_ms": latency, "batch": len(images), "threads": torch.get_num_threads()}
+
+
+CAPTION_SETTINGS = {"beam 1": (1, 3), "beam 3": (3, 3), "beam 3, no repeat guard": (3, 0)}  # (beam, no_repeat_ngram)
+
+
+def captioning_results(captioner, dataset) -> dict:
+    """Caption metrics (see `evaluation/captioning.py`) for greedy and beam-3 decoding, and beam 3 without the
+    repeated-trigram guard, to show what the guard does."""
+    import io
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from evaluation.captioning import caption_metrics
+
+    raw = dataset.cast_column("image", _raw_image())
+    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
+    out = {"n_images": len(images), "captioning": {}, "examples": {}}
+    for label, (beam, guard) in CAPTION_SETTINGS.items():
+        kwargs = {"no_repeat_ngram": guard} if hasattr(captioner, "vocab") else {}
+        results = [captioner.caption(im, beam_size=beam, **kwargs) for im in tqdm(images, desc=f"caption, {label}")]
+        out["captioning"][label] = caption_metrics(results, dataset["captions"], dataset["objects"])
+        out["examples"][label] = {i: r.caption for i, r in zip(dataset["id"][:10], results[:10])}
+    return out
 
 
 def classification_results(model, dataset) -> dict:
@@ -91,10 +201,13 @@ def results_path(model_folder: Path, dataset_name: str, config: str, split: str)
     return model_folder / "eval" / f"{dataset_name}--{config}-{split}.json"
 
 
-def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str) -> dict:
+def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str, limit: int | None = None) -> dict:
     encoder = services.encoder(model)
     data = load_split(resolve(dataset_source, repo_type="dataset"), config, split)
+    if limit:
+        data = data.select(range(min(limit, len(data))))
     dataset_name, dataset_revision = describe(dataset_source)
+    folder = resolve(services.catalog.model(model).source, repo_type="model")
     return {
         "model": model,
         "model_revision": encoder.revision,
@@ -102,11 +215,22 @@ def evaluate(services: Services, model: str, dataset_source: str, config: str, s
         "dataset_revision": dataset_revision,
         "config": config,
         "split": split,
-        **(classification_results(encoder, data) if config == "products" else retrieval_metrics(encoder, data)),
+        **_results(encoder, data, config),
+        "cost": cost(encoder, folder, data),
         "command": "python -m evaluation.evaluate " + shlex.join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {p: version(p) for p in ("torch", "open_clip_torch", "faiss-cpu", "numpy")},
     }
+
+
+def _results(model, data, config: str) -> dict:
+    from models.captioner import Captioner
+
+    if isinstance(model, Captioner):
+        if config != "scenes":
+            raise SystemExit("captioning models are evaluated on the scenes config (it has reference captions)")
+        return captioning_results(model, data)
+    return classification_results(model, data) if config == "products" else retrieval_metrics(model, data)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,11 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="scenes")
     p.add_argument("--split", default="test")
     p.add_argument("--catalog", default=None)
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows (a quick check)")
     p.add_argument("--out", type=Path, default=None, help="default: <model folder>/eval/...")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     services = Services(load_catalog(args.catalog))
-    result = evaluate(services, args.model, args.dataset, args.config, args.split)
+    result = evaluate(services, args.model, args.dataset, args.config, args.split, args.limit)
     model_source = services.catalog.model(args.model).source
     out = args.out or results_path(Path(model_source), result["dataset"].split("/")[-1], args.config, args.split)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,6 @@ def _png_of(data_uri: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1])))
 
 
-def test_api_lists_only_documented_endpoints(app_client):
-    api = app_client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/search", "/categorise"}
-    assert not api["unnamed_endpoints"]
-
-
 def test_text_search_returns_ranked_results(app_client):
     results = app_client.predict("a dog on a blue background", None, 7, "", "", api_name="/search")
     assert len(results) == 7

@@ -1,7 +1,9 @@
 """Every pipeline runs end to end on a tiny budget, and what it writes loads back through the registry."""
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from core.catalog import load_catalog
 from core.services import Services
@@ -62,4 +64,55 @@ def test_train_dual_encoder(tmp_path):
     main(["--out", str(out), "--steps", "2", "--train-scenes", "64", "--train-products", "14", "--val-scenes", "16",
           "--batch-size", "16", "--eval-every", "2"])
     enc = create_model("dual_encoder", out, "dual")
-    assert enc.encode_text(["computers"]).shape == (1, 128) and enc.context_length == 256
+    # the default locks the text tower: text embeddings are MiniLM's own sentence embeddings
+    assert enc.encode_text(["computers"]).shape == (1, 384) and enc.context_length == 256
+    assert np.allclose(enc.encode_text(["computers"])[0], enc.sentence_embeddings(["computers"]).numpy()[0], atol=1e-5)
+    main(["--out", str(tmp_path / "mlp"), "--text-head", "mlp", "--steps", "1", "--train-scenes", "32",
+          "--train-products", "7", "--val-scenes", "8", "--batch-size", "8", "--eval-every", "1"])
+    assert create_model("dual_encoder", tmp_path / "mlp", "mlp").encode_text(["computers"]).shape == (1, 128)
+
+
+@pytest.mark.slow
+def test_train_captioner_and_evaluate(tmp_path, corpus):
+    from evaluation.evaluate import evaluate
+    from pipelines.train_captioner import main
+
+    out = tmp_path / "cap"
+    main(["--out", str(out), "--steps", "4", "--frozen-steps", "2", "--train-scenes", "48", "--val-scenes", "6",
+          "--batch-size", "8", "--eval-every", "2"])
+    config = json.loads((out / "config.json").read_text())
+    assert [h["step"] for h in config["training"]["history"]] == [2, 4]
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(f'[models.cap]\nfamily = "show_attend_tell"\nsource = "{out}"\ntasks = ["caption"]\n')
+    result = evaluate(Services(load_catalog(catalog)), "cap", str(corpus), "scenes", "test", limit=5)
+    assert set(result["captioning"]) == {"beam 1", "beam 3", "beam 3, no repeat guard"}
+    assert {"BLEU-4", "objects_named", "pointing"} <= set(result["captioning"]["beam 3"])
+    assert set(result["cost"]["latency_ms"]) == {"caption_beam1", "caption_beam3"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unfreeze", ["heads", "last", "all"])
+def test_finetune_clip_unfreezes_what_it_says(tmp_path, unfreeze):
+    from safetensors.torch import load_file
+
+    from pipelines.finetune_clip import main
+
+    out = tmp_path / "ft"
+    main(["--base", "assets/models/demo-clip", "--out", str(out), "--unfreeze", unfreeze, "--steps", "3",
+          "--train-products", "32", "--val-products", "14", "--batch-size", "16", "--eval-every", "1",
+          "--lr", "0.01", "--patience", "5"])
+    config = json.loads((out / "open_clip_config.json").read_text())
+    training = config["training"]
+    assert training["config"]["unfreeze"] == unfreeze and training["history"][0]["step"] == 0
+    before = load_file("assets/models/demo-clip/open_clip_model.safetensors")
+    after = load_file(str(out / "open_clip_model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    if training["val_best"] > training["val_before"]:  # else the base weights were kept, unchanged
+        assert changed
+        if unfreeze == "heads":
+            assert all(k.startswith(("text_projection", "logit_scale", "visual.attnpool")) for k in changed)
+        if unfreeze == "last":
+            assert not any(k.startswith(("visual.layer1", "token_embedding", "transformer.resblocks.0.")) for k in changed)
+    else:
+        assert not changed
+    create_model("open_clip", out, "ft")  # loads back

@@ -1,0 +1,106 @@
+"""Every model's measured figures, read from the evaluation files stored beside each model (never typed in).
+
+`load_evaluations(catalog)` reads `<model folder>/eval/*.json` (written by `python -m evaluation.evaluate`) for
+every catalog model whose folder is on disk (a Hub model counts once it has been downloaded). `long_table` turns
+them into rows (model, dataset, split, metric, value, command): the `/compare` answer and the tab's table.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from core.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+# The headline metrics of the wide table, in order: (column, metric key in long_table).
+HEADLINE = (
+    ("t2i R@1", "t2i_R@1"), ("t2i R@5", "t2i_R@5"), ("i2t R@1", "i2t_R@1"),
+    ("zero-shot desc. acc.", "descriptive accuracy"), ("zero-shot bare acc.", "bare accuracy"),
+    ("supervised acc.", "supervised accuracy"), ("macro F1 (best)", "best macro_f1"),
+    ("BLEU-4 (beam 3)", "beam 3 BLEU-4"), ("objects named %", "beam 3 objects_named"), ("pointing %", "beam 3 pointing"),
+    ("score gap", "score gap"), ("params (M)", "parameters (M)"), ("weights (MB)", "weights (MB)"),
+)
+
+
+def _folder(source: str) -> Path | None:
+    if source.startswith("hf-hub:"):  # only what is already downloaded: the table never waits on the network
+        from huggingface_hub import snapshot_download
+
+        from core.sources import parse_source
+
+        src = parse_source(source)
+        try:
+            return Path(snapshot_download(src.repo_id, revision=src.revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache, in any of the ways huggingface_hub reports it
+            return None
+    path = Path(source)
+    return path if path.is_dir() else None
+
+
+def load_evaluations(catalog: Catalog) -> list[dict]:
+    out = []
+    for name, spec in catalog.models.items():
+        folder = _folder(spec.source)
+        if folder is None:
+            continue
+        for path in sorted((folder / "eval").glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                log.warning("skipping unreadable evaluation file %s: %s", path, e)
+                continue
+            data["model"] = name  # the catalog's name, whatever the file was written under
+            data["file"] = str(path)
+            out.append(data)
+    return out
+
+
+def _metrics(ev: dict) -> dict[str, float]:
+    m: dict[str, float] = {}
+    m.update(ev.get("metrics", {}))
+    styles = ev.get("styles", {})
+    for style, s in styles.items():
+        for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy"):
+            m[f"{style} {key}"] = s[key]
+    if styles:
+        m["best macro_f1"] = max(s["macro_f1"] for s in styles.values())
+    for setting, c in ev.get("captioning", {}).items():
+        for key in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "objects_named", "pointing", "pointing_chance",
+                    "repeated_phrase_rate"):
+            m[f"{setting} {key}"] = c[key]
+    scores = ev.get("scores")
+    if scores:
+        m["score gap"] = scores["gap"]
+        m["matching mean cosine"] = scores["matching_mean"]
+        m["non-matching mean cosine"] = scores["non_matching_mean"]
+    cost = ev.get("cost")
+    if cost:
+        m["parameters (M)"] = cost["parameters"] / 1e6
+        m["weights (MB)"] = cost["weights_bytes"] / 1e6
+        for key, ms in cost["latency_ms"].items():
+            m[f"latency {key} (ms)"] = ms
+    return m
+
+
+def long_table(evaluations: list[dict]) -> list[dict]:
+    """One row per (model, dataset, split, metric)."""
+    rows = []
+    for ev in evaluations:
+        split = f"{ev.get('config', '')}/{ev.get('split', '')}"
+        for metric, value in _metrics(ev).items():
+            rows.append({"model": ev["model"], "dataset": ev.get("dataset", ""), "split": split, "metric": metric,
+                         "value": round(float(value), 4), "command": ev.get("command", "")})
+    return rows
+
+
+def wide_table(evaluations: list[dict]) -> tuple[list[str], list[list]]:
+    """Headers and one row per (model, split) with the headline metrics (None where a metric does not apply)."""
+    headers = ["model", "dataset", "split"] + [h for h, _ in HEADLINE]
+    rows = []
+    for ev in evaluations:
+        m = _metrics(ev)
+        rows.append([ev["model"], ev.get("dataset", ""), f"{ev.get('config', '')}/{ev.get('split', '')}"]
+                    + [round(m[k], 3 if k == "score gap" else 1) if k in m else None for _, k in HEADLINE])
+    return headers, rows
