@@ -37,13 +37,42 @@ def configure_threads() -> None:
     faiss.omp_set_num_threads(1)  # single queries are several times slower with 2 OpenMP threads here
 
 
+class HubNotice:
+    """A visible line when the catalog names Hub models and the Hub cannot be reached (probed on page load,
+    bounded by a short timeout, the answer cached for a minute): those models fail, the bundled ones work."""
+
+    TTL_S = 60
+
+    def __init__(self, catalog: Catalog, timeout: float = 3.0):
+        self.hub_models = [m for m, spec in catalog.models.items() if spec.source.startswith("hf-hub:")]
+        self.timeout = timeout
+        self._checked_at, self._text = -float("inf"), ""
+
+    def __call__(self) -> str:
+        import time
+
+        from core.sources import hub_reachable
+
+        if not self.hub_models:
+            return ""
+        if time.monotonic() - self._checked_at > self.TTL_S:
+            self._text = "" if hub_reachable(self.timeout) else (
+                "⚠️ **The Hugging Face Hub cannot be reached from this server right now.** Models from the Hub ("
+                + ", ".join(self.hub_models) + ") work only if already downloaded; the bundled demo models work.")
+            self._checked_at = time.monotonic()
+        return self._text
+
+
 def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
     from tabs import caption, categorise, compare, search
 
     configure_plots()
     services = services or Services(catalog)
+    notice = HubNotice(catalog)
     with gr.Blocks(title="Vision-Language Studio") as demo:
         gr.Markdown("# Vision-Language Studio\nSee how image-text models match words and pictures.")
+        hub_line = gr.Markdown()
+        demo.load(notice, None, hub_line, api_visibility="private")
         with gr.Tabs():
             search.build(services)
             categorise.build(services)

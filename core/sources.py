@@ -127,6 +127,25 @@ def _resolve_hub(source: Source, repo_type: str, allow_patterns: list[str] | str
     return folder
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub (HF_ENDPOINT, else huggingface.co) answers HTTP within `timeout` seconds; offline mode
+    counts as unreachable. Any HTTP answer, even an error status, means it is reachable."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        urllib.request.urlopen((_endpoint() or constants.ENDPOINT) + "/api/models?limit=1", timeout=timeout).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _endpoint() -> str | None:
     # Read at call time, unlike huggingface_hub's import-time constant, so HF_ENDPOINT can be set later.
     endpoint = os.environ.get("HF_ENDPOINT")

@@ -41,6 +41,37 @@ def classification_table(results) -> str:
     return "\n".join(rows)
 
 
+def captioning_table(results) -> str:
+    rows = ["| model | decoding | BLEU-1 | BLEU-4 | objects named | pointing (chance) | repeated phrases | words |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        for setting, m in r.get("captioning", {}).items():
+            rows.append(f"| {name} | {setting} | {m['BLEU-1']:.1f} | {m['BLEU-4']:.1f} | {m['objects_named']:.1f} | "
+                        f"{m['pointing']:.1f} ({m['pointing_chance']:.1f}) | {m['repeated_phrase_rate']:.1f} | "
+                        f"{m['mean_length']:.1f} |")
+    return "\n".join(rows)
+
+
+def scores_table(results) -> str:
+    rows = ["| model | split | matching cosine (mean ± sd) | non-matching | gap |", "|---|---|---|---|---|"]
+    for name, r in results:
+        if s := r.get("scores"):
+            rows.append(f"| {name} | {r['config']}/{r['split']} | {s['matching_mean']:.3f} ± {s['matching_std']:.3f} | "
+                        f"{s['non_matching_mean']:.3f} ± {s['non_matching_std']:.3f} | {s['gap']:.3f} |")
+    return "\n".join(rows)
+
+
+def cost_table(results) -> str:
+    rows = ["| model | parameters | weight files | latency, ms per item (median) |", "|---|---|---|---|"]
+    seen = set()
+    for name, r in results:
+        if (c := r.get("cost")) and name not in seen:
+            seen.add(name)
+            lat = ", ".join(f"{k} {v:.1f}" for k, v in c["latency_ms"].items())
+            rows.append(f"| {name} | {c['parameters'] / 1e6:.2f} M | {c['weights_bytes'] / 1e6:.1f} MB | {lat} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--catalog", default=None)
@@ -48,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     print("Text→image / image→text retrieval (standard protocol, %):\n\n" + retrieval_table(results))
     print("\nZero-shot and supervised categorisation, demo products test split (700 images, %):\n\n"
           + classification_table(results))
+    print("\nCaptioning, demo scenes test split (1,000 images, five references each, %):\n\n" + captioning_table(results))
+    print("\nCosine similarity of matching vs non-matching (caption, image) pairs:\n\n" + scores_table(results))
+    print("\nSize and speed (CPU, the evaluate command's threads):\n\n" + cost_table(results))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ class CaptionerConfig:
     image_size: int = 64
     channels: list[int] = field(default_factory=lambda: [24, 48, 96, 192])  # the dual encoder's CNN trunk
     embed_dim: int = 128  # word embeddings
-    hidden: int = 384  # LSTM state
-    attention_dim: int = 192
+    hidden: int = 256  # LSTM state
+    attention_dim: int = 128
     dropout: float = 0.3
     max_len: int = 30
     revision: str | None = None

@@ -38,7 +38,7 @@ class TrainConfig:
     train_scenes: int = 10_000
     steps: int = 3000
     frozen_steps: int = 3000  # steps with the encoder frozen (all of them by default)
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 3e-3
     encoder_lr: float = 3e-4
     warmup: int = 100

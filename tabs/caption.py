@@ -41,7 +41,7 @@ def _metrics_table(services: Services) -> list[list]:
 def build(services: Services) -> None:
     models = services.catalog.models_for("caption")
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
-    with gr.Tab("Caption", id="caption"):
+    with gr.Tab("Caption", id="caption", elem_id="caption-tab"):
         gr.Markdown(
             "Upload a photo: the model writes a caption word by word, and for each word it *attends* to part of "
             "the image. Click a word in the legend to see where the model looked while writing it."
@@ -55,7 +55,7 @@ def build(services: Services) -> None:
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Example photos")
             with gr.Column(scale=3):
-                text = gr.Textbox(label="Caption", interactive=False)
+                text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
                 annotated = gr.AnnotatedImage(label="Attention per word (click a word in the legend)", height=320)
         strip = gr.Gallery(label="Every word with its attention map", columns=8, height=220)
         with gr.Accordion("Measured on the demo test split (1,000 scenes, five references each)", open=False):

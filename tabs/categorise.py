@@ -128,7 +128,7 @@ def build(services: Services) -> None:
     models = catalog.models_for("categorise")
     default = _default_model(services, models)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
-    with gr.Tab("Categorise", id="categorise"):
+    with gr.Tab("Categorise", id="categorise", elem_id="categorise-tab"):
         gr.Markdown(
             "Upload a product photo: zero-shot models compare it with a text description of each category "
             "(no training on the labels); the CNN baseline was trained on labelled products. Type your own labels "
@@ -145,7 +145,7 @@ def build(services: Services) -> None:
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Example products")
             with gr.Column(scale=3):
-                label = gr.Label(label="Category probabilities", num_top_classes=10)
+                label = gr.Label(label="Category probabilities", num_top_classes=10, elem_id="categorise-label")
                 heat = gr.Image(label="What supports the top category (occlusion heat-map)", height=260)
                 explain = gr.Markdown()
         with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False) as acc:

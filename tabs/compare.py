@@ -128,7 +128,7 @@ def build(services: Services) -> None:
     headers, rows = wide_table(evaluations)
     search_models = services.catalog.search_models()
     shared = _shared_collections(services, search_models[:2])
-    with gr.Tab("Compare", id="compare"):
+    with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
         gr.Markdown(
             "Every figure here is read from the evaluation files written by `python -m evaluation.evaluate` "
             "(fixed seed, standard protocols) and stored beside each model. Click a column header to sort."

@@ -46,7 +46,7 @@ def _data_uri(png: bytes) -> str:
 def build(services: Services) -> None:
     catalog = services.catalog
     models = catalog.search_models()
-    with gr.Tab("Search", id="search"):
+    with gr.Tab("Search", id="search", elem_id="search-tab"):
         gr.Markdown(
             "Describe a picture and get the closest images from the index, ranked by cosine similarity "
             "between the text and image embeddings; or upload an image to find similar ones."

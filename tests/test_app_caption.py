@@ -46,7 +46,10 @@ def test_bad_images(client, tmp_path):
         client.predict(handle_file(str(EXAMPLES[0])), "nope", 3, api_name="/caption")
     tiny = tmp_path / "tiny.png"
     Image.new("LA", (1, 1)).save(tiny)
-    out = client.predict(handle_file(str(tiny)), "", 2, api_name="/caption")
-    assert out["tokens"]
+    with pytest.raises(AppError, match="too small"):
+        client.predict(handle_file(str(tiny)), "", 2, api_name="/caption")
+    grey = tmp_path / "grey.png"
+    Image.new("LA", (90, 60), (120, 200)).save(grey)
+    assert client.predict(handle_file(str(grey)), "", 2, api_name="/caption")["tokens"]
     # and the app still answers a normal request right after
     assert client.predict(handle_file(str(EXAMPLES[0])), "", 1, api_name="/caption")["caption"]

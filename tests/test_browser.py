@@ -45,3 +45,29 @@ def test_bad_input_shows_a_message_in_the_browser(app_url, page):
     page.get_by_role("button", name="Search", exact=True).click()
     page.get_by_text("Type a description first.").first.wait_for(timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "search-error.png"))
+
+
+@pytest.mark.slow
+def test_categorise_caption_and_compare_in_the_browser(app_url, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = Path(__file__).resolve().parent.parent
+    page.goto(app_url, wait_until="networkidle")
+
+    page.get_by_role("tab", name="Categorise").click()
+    watch = next((root / "assets/examples/products").glob("*watch.png"))
+    page.locator("#categorise-tab input[type=file]").first.set_input_files(str(watch))
+    page.locator("#categorise-label").get_by_text("watches").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "categorise.png"), full_page=True)
+
+    page.get_by_role("tab", name="Caption").click()
+    scene = sorted((root / "assets/examples/scenes").glob("*.png"))[0]
+    page.locator("#caption-tab input[type=file]").first.set_input_files(str(scene))
+    caption = page.locator("#caption-text textarea")
+    page.wait_for_function("el => el.value.length > 0", arg=caption.element_handle(), timeout=30_000)
+    assert len(caption.input_value().split()) >= 3
+    page.locator("#caption-tab .gallery img, #caption-tab button.thumbnail-item img").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "caption.png"), full_page=True)
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-tab").get_by_text("cnn-baseline").first.wait_for(timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)

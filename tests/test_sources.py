@@ -188,3 +188,24 @@ def test_describe_records_where_an_asset_came_from():
 
     assert describe("data/demo_world") == ("demo_world", None)
     assert describe("hf-hub:org/set@abc123") == ("hf-hub:org/set@abc123", "abc123")
+
+
+def test_hub_reachability_and_the_apps_notice(local_hub, monkeypatch, tmp_path):
+    from app import HubNotice
+    from core.catalog import load_catalog
+    from core.sources import hub_reachable
+
+    catalog_file = tmp_path / "c.toml"
+    catalog_file.write_text('[models.remote]\nfamily = "open_clip"\nsource = "hf-hub:someone/remote"\n')
+    catalog = load_catalog(catalog_file)
+    assert hub_reachable(timeout=2)
+    assert HubNotice(catalog)() == ""
+    local_hub.stop()  # the Hub goes away: a notice, quickly, naming the Hub models
+    import time
+
+    t0 = time.perf_counter()
+    assert not hub_reachable(timeout=2)
+    text = HubNotice(catalog, timeout=2)()
+    assert "cannot be reached" in text and "remote" in text
+    assert time.perf_counter() - t0 < 10
+    assert HubNotice(load_catalog())() == ""  # the bundled catalog never asks the Hub

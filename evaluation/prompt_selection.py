@@ -1,0 +1,89 @@
+"""Choose the bare-name prompt templates on the *val* split (never the test split), by greedy forward selection.
+
+    python -m evaluation.prompt_selection --dataset data/demo_world
+
+Every candidate template wraps only the category name. Starting from none, the template that raises the mean
+val accuracy of the catalog's zero-shot models the most is added, until no candidate helps. The result is what
+`models.zero_shot.BARE_TEMPLATES` holds; the test split is only ever used afterwards, by `evaluation.evaluate`.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+
+import numpy as np
+
+from core.catalog import load_catalog
+from core.services import Services
+from core.sources import resolve
+from demo_world.corpus import load_split
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (
+    "{}", "a photo of {}", "a product in the category {}", "a catalogue picture of {}", "a photo of a {} product",
+    "{} products", "an item for {}", "a product photo of {}", "a {} item", "something from the {} department",
+    "a picture of something for {}", "shop for {}",
+)
+
+
+def _accuracy(image_emb: np.ndarray, class_emb: dict[str, np.ndarray], templates: list[str], classes: list[str],
+              y: np.ndarray) -> float:
+    cls = np.stack([np.mean([class_emb[t][i] for t in templates], axis=0) for i in range(len(classes))])
+    cls /= np.linalg.norm(cls, axis=1, keepdims=True)
+    return float(((image_emb @ cls.T).argmax(1) == y).mean() * 100)
+
+
+def select(services: Services, models: list[str], dataset, classes: list[str]) -> dict:
+    from PIL import Image
+
+    from datasets import Image as ImageFeature
+
+    y = np.array([classes.index(c) for c in dataset["category"]])
+    raw = dataset.cast_column("image", ImageFeature(decode=False))["image"]
+    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw]
+    per_model = {}
+    for m in models:
+        enc = services.encoder(m)
+        image_emb = enc.encode_image(images)
+        class_emb = {t: enc.encode_text([t.format(c) for c in classes]) for t in CANDIDATES}
+        per_model[m] = (image_emb, class_emb)
+
+    def score(templates: list[str]) -> float:
+        return float(np.mean([_accuracy(ie, ce, templates, classes, y) for ie, ce in per_model.values()]))
+
+    chosen: list[str] = []
+    best, history = -1.0, []
+    while True:
+        trials = {t: score(chosen + [t]) for t in CANDIDATES if t not in chosen}
+        if not trials:
+            break
+        t, s = max(trials.items(), key=lambda kv: kv[1])
+        if s <= best:
+            break
+        chosen.append(t)
+        best = s
+        history.append({"added": t, "mean_val_accuracy": s})
+        log.info("added %r: mean val accuracy %.1f", t, s)
+    return {"templates": chosen, "mean_val_accuracy": best, "history": history,
+            "per_model": {m: _accuracy(ie, ce, chosen, classes, y) for m, (ie, ce) in per_model.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from models.zero_shot import catalogue_classes
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="data/demo_world")
+    p.add_argument("--catalog", default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    services = Services(load_catalog(args.catalog))
+    models = [m for m in services.catalog.models_for("categorise") if services.catalog.model(m).family != "cnn_classifier"]
+    data = load_split(resolve(args.dataset, repo_type="dataset"), "products", "val")
+    print(json.dumps(select(services, models, data, catalogue_classes()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
