@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import search_latency, throughput
+from bench import scale, search_latency, throughput
 
 RESULTS = Path("bench/results")
-BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run}
+BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run}
 
 
 def _met(ok: bool) -> str:
@@ -44,7 +44,8 @@ def throughput_markdown(r: dict) -> str:
 def render() -> str:
     parts = []
     machine = None
-    for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown)):
+    for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
+                      ("scale", scale.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,3 +68,22 @@ class Encoder(ABC):
     def logit_scale(self) -> float:
         """Temperature the model was trained with (cosine -> logit), used for zero-shot probabilities."""
         return 100.0
+
+
+def weights_digest(path: Path) -> str:
+    """A short content hash of the weights: the model's revision when the folder names none, so an index
+    built with other weights of the same name is caught at load time."""
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_config(folder: Path, name: str, cls, required: tuple[str, ...], pipeline: str):
+    """The dataclass `cls` from `folder/config.json` (unknown keys such as the training record ignored), after
+    checking every `required` file is there; its revision defaults to the weights' digest."""
+    for f in required:
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"Model {name!r}: {f} is missing in {folder}; rebuild it with `python -m {pipeline}`.")
+    raw = json.loads((folder / "config.json").read_text())
+    cfg = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+    if getattr(cfg, "revision", None) is None:
+        cfg.revision = weights_digest(folder / "model.safetensors")
+    return cfg

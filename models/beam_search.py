@@ -6,8 +6,9 @@ first dimension indexes the hypotheses; they are reordered with `index_select` a
 
 Scores are sums of log-probabilities; finished hypotheses are ranked by `score / length ** length_penalty`
 (length counts generated tokens, the end token included), so longer captions are not penalised merely for being
-longer. `no_repeat_ngram` forbids any token that would complete a word n-gram already present in the hypothesis:
-the guard against the seed's "a man in a blue shirt and a blue shirt".
+longer. `no_repeat_ngram` forbids any token that would complete a word n-gram already present in the hypothesis,
+and `once` lists tokens that may appear at most once: the guards against the seed's "a man in a blue shirt and a
+blue shirt".
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def beam_search(
     length_penalty: float = 1.0,
     no_repeat_ngram: int = 0,
     forbidden: tuple[int, ...] = (),
+    once: frozenset[int] = frozenset(),
 ) -> list[Hypothesis]:
     """Finished hypotheses, best first (at most `beam_size`). `state` is for one input (first dimension 1)."""
     if beam_size < 1:
@@ -69,9 +71,9 @@ def beam_search(
         log_probs = log_probs.float().clone()
         if forbidden:
             log_probs[:, list(forbidden)] = -torch.inf
-        if no_repeat_ngram:
+        if no_repeat_ngram or once:
             for i, row in enumerate(tokens[:, 1:].tolist()):
-                ban = banned_tokens(row, no_repeat_ngram)
+                ban = banned_tokens(row, no_repeat_ngram) | (once & set(row))
                 if ban:
                     log_probs[i, list(ban)] = -torch.inf
         vocab = log_probs.shape[1]

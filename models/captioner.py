@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from models.base import read_config
 from models.beam_search import beam_search
 from models.dual_encoder import conv_features, preprocess
 from models.registry import register_family
@@ -100,7 +101,25 @@ class CaptionerConfig:
     attention_dim: int = 128
     dropout: float = 0.3
     max_len: int = 30
+    # Words that never occur twice within one training caption (object names, in the demo world), learned from the
+    # references by `once_words`; decoding uses each at most once. Empty: no such guard.
+    once_words: list[str] = field(default_factory=list)
     revision: str | None = None
+
+
+def once_words(captions: list[str], min_count: int = 5) -> list[str]:
+    """Words seen at least `min_count` times in the references but never twice in the same caption."""
+    seen: dict[str, int] = {}
+    repeated: set[str] = set()
+    for c in captions:
+        counts: dict[str, int] = {}
+        for w in tokenize(c):
+            counts[w] = counts.get(w, 0) + 1
+        for w, n in counts.items():
+            seen[w] = seen.get(w, 0) + 1
+            if n > 1:
+                repeated.add(w)
+    return sorted(w for w, n in seen.items() if n >= min_count and w not in repeated and w.isalpha())
 
 
 class AdditiveAttention(nn.Module):
@@ -188,6 +207,7 @@ class ShowAttendTellCaptioner(Captioner):
         self.name = name
         self.revision = model.cfg.revision
         self.grid = model.cfg.image_size // 8
+        self.once = frozenset(vocab.index[w] for w in model.cfg.once_words if w in vocab.index)
 
     def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         side = max(size)
@@ -205,7 +225,8 @@ class ShowAttendTellCaptioner(Captioner):
 
         best = beam_search(step, self.model.init_state(feats), sos=self.vocab.sos, eos=self.vocab.eos,
                            beam_size=beam_size, max_len=max_len or self.model.cfg.max_len,
-                           no_repeat_ngram=no_repeat_ngram, forbidden=(self.vocab.pad, self.vocab.sos, self.vocab.unk))[0]
+                           no_repeat_ngram=no_repeat_ngram, forbidden=(self.vocab.pad, self.vocab.sos, self.vocab.unk),
+                           once=self.once if no_repeat_ngram else frozenset())[0]
         words = self.vocab.decode(best.tokens)
         maps = torch.stack(best.alphas).view(-1, self.grid, self.grid).numpy() if best.alphas else np.zeros((0, self.grid, self.grid))
         return CaptionResult(detokenize(words), words, maps.astype(np.float32), best.normalised)
@@ -227,16 +248,8 @@ def save_captioner(model: ShowAttendTell, vocab: Vocabulary, out: Path, extra: d
 def load_show_attend_tell(folder: Path, name: str) -> ShowAttendTellCaptioner:
     from safetensors.torch import load_file
 
-    for required in ("config.json", "vocab.json", "model.safetensors"):
-        if not (folder / required).is_file():
-            raise FileNotFoundError(f"Model {name!r}: {required} is missing in {folder}; rebuild it with "
-                                    "`python -m pipelines.train_captioner`.")
-    raw = json.loads((folder / "config.json").read_text())
-    cfg = CaptionerConfig(**{k: v for k, v in raw.items() if k in CaptionerConfig.__dataclass_fields__})
-    if cfg.revision is None:
-        from models.open_clip_encoder import weights_digest
-
-        cfg.revision = weights_digest(folder / "model.safetensors")
+    cfg = read_config(folder, name, CaptionerConfig, ("config.json", "vocab.json", "model.safetensors"),
+                      "pipelines.train_captioner")
     vocab = Vocabulary(json.loads((folder / "vocab.json").read_text()))
     model = ShowAttendTell(cfg, len(vocab))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))

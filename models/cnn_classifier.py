@@ -65,7 +65,7 @@ def save_cnn_classifier(model: CNNClassifierModel, classes: list[str], out: Path
 def load_cnn_classifier(folder: Path, name: str) -> Classifier:
     from safetensors.torch import load_file
 
-    from models.open_clip_encoder import weights_digest
+    from models.base import weights_digest
 
     for required in ("config.json", "model.safetensors"):
         if not (folder / required).is_file():

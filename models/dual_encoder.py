@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models.base import Encoder, TextCheck
+from models.base import Encoder, TextCheck, read_config
 from models.registry import register_family
 
 log = logging.getLogger(__name__)
@@ -172,16 +172,7 @@ def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = N
 def load_dual_encoder(folder: Path, name: str) -> DualEncoder:
     from safetensors.torch import load_file
 
-    for required in ("config.json", "model.safetensors"):
-        if not (folder / required).is_file():
-            raise FileNotFoundError(f"Model {name!r}: {required} is missing in {folder}; rebuild it with "
-                                    "`python -m pipelines.train_dual_encoder`.")
-    raw = json.loads((folder / "config.json").read_text())
-    cfg = DualEncoderConfig(**{k: v for k, v in raw.items() if k in DualEncoderConfig.__dataclass_fields__})
-    if cfg.revision is None:
-        from models.open_clip_encoder import weights_digest
-
-        cfg.revision = weights_digest(folder / "model.safetensors")
+    cfg = read_config(folder, name, DualEncoderConfig, ("config.json", "model.safetensors"), "pipelines.train_dual_encoder")
     model = DualEncoderModel(cfg)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return DualEncoder(model, load_sentence_encoder(cfg.text_tower), name)

@@ -5,7 +5,6 @@ which is what `hf-hub:` open_clip repos contain, so a Hub snapshot and a local f
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.base import Encoder, TextCheck
+from models.base import Encoder, TextCheck, weights_digest
 from models.registry import register_family
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,6 @@ class OpenClipEncoder(Encoder):
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
-
-
-def weights_digest(path: Path) -> str:
-    """A short content hash of the weights: the model's revision when the folder names none, so an index
-    built with other weights of the same name is caught at load time."""
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 @register_family("open_clip")

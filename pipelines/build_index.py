@@ -50,17 +50,21 @@ def metadata(dataset) -> pd.DataFrame:
     )
 
 
-def build(
-    services: Services, model: str, dataset_source: str, config: str, split: str, out: Path, limit: int | None = None
-) -> IndexInfo:
+def load_rows(dataset_source: str, config: str, split: str, limit: int | None = None):
+    """The split with undecoded images (PNG bytes), optionally its first `limit` rows."""
     from datasets import Image as ImageFeature
 
-    encoder = services.encoder(model)
     data = load_split(resolve(dataset_source, repo_type="dataset"), config, split)
     if limit:
         data = data.select(range(min(limit, len(data))))
-    data = data.cast_column("image", ImageFeature(decode=False))
-    xb = embed_images(encoder, data)
+    return data.cast_column("image", ImageFeature(decode=False))
+
+
+def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, model: str, model_revision: str | None,
+                          dataset_source: str, config: str, split: str) -> IndexInfo:
+    """Choose the index for the collection's size, build it, tune its search knob to recall@10 >= 0.95 against
+    exact search, and save it atomically with its metadata and sidecar. Shared by the single-pass and the
+    sharded pipelines (`pipelines.shards`)."""
     factory = choose_factory(len(xb), xb.shape[1])
     index = build_index(xb, factory)
     xq = xb[np.random.default_rng(0).choice(len(xb), size=min(1000, len(xb)), replace=False)]
@@ -71,7 +75,7 @@ def build(
     dataset_name, dataset_revision = describe(dataset_source)
     info = IndexInfo(
         model=model,
-        model_revision=encoder.revision,
+        model_revision=model_revision,
         dim=int(xb.shape[1]),
         metric="inner_product",
         count=len(xb),
@@ -83,9 +87,19 @@ def build(
         recall_at_10_vs_exact=recall,
         search_params=params,
     )
-    save_index(out, index, metadata(data), info)
+    save_index(out, index, meta, info)
     log.info("wrote %s: %d vectors, factory %s", out, len(xb), factory)
     return info
+
+
+def build(
+    services: Services, model: str, dataset_source: str, config: str, split: str, out: Path, limit: int | None = None
+) -> IndexInfo:
+    encoder = services.encoder(model)
+    data = load_rows(dataset_source, config, split, limit)
+    xb = embed_images(encoder, data)
+    return index_from_embeddings(xb, metadata(data), out, model=model, model_revision=encoder.revision,
+                                 dataset_source=dataset_source, config=config, split=split)
 
 
 def main(argv: list[str] | None = None) -> None:

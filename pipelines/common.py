@@ -26,6 +26,20 @@ def cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def contrastive_update(opt, loss, lr: float, logit_scale=None) -> None:
+    """One optimiser step at learning rate `lr`; a CLIP-style temperature is kept within [1, 100] (as CLIP)."""
+    import torch
+
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if logit_scale is not None:
+        with torch.no_grad():
+            logit_scale.clamp_(0, math.log(100))
+
+
 class BestWeights:
     """Keeps a copy of the weights with the highest validation score seen so far."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from demo_world.corpus import IMAGE_PX, PRODUCT_SPLITS, iter_products
 from demo_world.icons import CATEGORIES
 from demo_world.scenes import render
 from models.zero_shot import prompts_for
-from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
+from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
 UNFREEZE = ("heads", "last", "all")
@@ -148,16 +147,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
         idx = rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)
         batch = _augment(x[idx], rng) if cfg.augment else x[idx]
         caps = [texts[i][rng.integers(len(texts[i]))] for i in idx]
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         out = model(batch, tokenizer(caps))
         image_f, text_f, scale = (out["image_features"], out["text_features"], out["logit_scale"]) if isinstance(out, dict) else out[:3]
         loss = loss_fn(image_f, text_f, scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        contrastive_update(opt, loss, cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps), model.logit_scale)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             acc = zero_shot_accuracy(model, tokenizer, vx, vy)

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from demo_world.corpus import IMAGE_PX, iter_scenes
 from demo_world.scenes import render, scene_icons
 from evaluation.captioning import caption_metrics
-from models.captioner import CaptionerConfig, ShowAttendTell, ShowAttendTellCaptioner, Vocabulary, caption_loss, save_captioner, tokenize
+from models.captioner import (CaptionerConfig, ShowAttendTell, ShowAttendTellCaptioner, Vocabulary, caption_loss, once_words,
+                              save_captioner, tokenize)
 from models.dual_encoder import preprocess
 from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
 
@@ -36,11 +37,11 @@ class TrainConfig:
     init_encoder: str = "assets/models/dual-minilm-cnn"  # a dual encoder folder, or "" to start from scratch
     seed: int = 0
     train_scenes: int = 10_000
-    steps: int = 3000
-    frozen_steps: int = 3000  # steps with the encoder frozen (all of them by default)
+    steps: int = 4000
+    frozen_steps: int = 1500  # steps with the encoder frozen; it is fine-tuned for the rest
     batch_size: int = 64
     lr: float = 3e-3
-    encoder_lr: float = 3e-4
+    encoder_lr: float = 5e-4
     warmup: int = 100
     weight_decay: float = 0.01
     alpha_c: float = 1.0  # doubly-stochastic regulariser weight
@@ -82,7 +83,7 @@ def train(cfg: TrainConfig) -> dict:
     vocab = Vocabulary.build([c for caps in captions for c in caps])
     icons = sorted({i.name for i in scene_icons()})
     icon_ids = {n: i for i, n in enumerate(icons)}
-    model = ShowAttendTell(CaptionerConfig(), len(vocab))
+    model = ShowAttendTell(CaptionerConfig(once_words=once_words([c for caps in captions for c in caps])), len(vocab))
     object_head = torch.nn.Linear(model.cfg.channels[-1], len(icons))  # training only, not saved
     if cfg.init_encoder:
         state = load_file(str(Path(cfg.init_encoder) / "model.safetensors"))

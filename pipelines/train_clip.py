@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from demo_world.captions import partial_caption
 from demo_world.corpus import IMAGE_PX, iter_scenes
 from demo_world.scenes import Scene, render
 from evaluation.retrieval import recall_at_k
-from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
+from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +110,9 @@ def train(cfg: TrainConfig) -> dict:
     for step in (bar := tqdm(range(cfg.steps), desc="train demo CLIP")):
         idx = rng.choice(len(train_x), size=cfg.batch_size, replace=False)
         texts = [_training_text(i, train_caps, train_scenes, rng, cfg) for i in idx]
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         out = model(train_x[idx], tokenizer(texts))
         loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        contrastive_update(opt, loss, cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps), model.logit_scale)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             val = evaluate_recall(model, tokenizer, val_x, val_caps)

@@ -8,7 +8,6 @@ text head (if any) are trained, contrastively. Model selection uses the val spli
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from demo_world.scenes import render
 from evaluation.retrieval import recall_at_k
 from models.dual_encoder import MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, preprocess, save_dual_encoder
 from models.zero_shot import prompts_for
-from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
+from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +110,10 @@ def train(cfg: TrainConfig) -> dict:
     for step in (bar := tqdm(range(cfg.steps), desc="train dual encoder")):
         idx = rng.choice(len(images), size=cfg.batch_size, replace=False)
         t_idx = [text_ids[i][rng.integers(len(text_ids[i]))] for i in idx]
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         img = torch.nn.functional.normalize(model.image(images[idx]), dim=-1)
         txt = torch.nn.functional.normalize(model.text(emb[t_idx]), dim=-1)
         loss = loss_fn(img, txt, model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        contrastive_update(opt, loss, cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps), model.logit_scale)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             v = _evaluate(model, st, val)

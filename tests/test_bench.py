@@ -23,3 +23,25 @@ def test_benchmarks_smoke():
     assert "images/s" in md and "beam 3" in md
     stages = search_latency.in_process(search_latency.queries(5))
     assert set(stages) == {"encode", "faiss", "assemble", "total"}
+
+
+@pytest.mark.slow
+def test_scale_benchmark_smoke(monkeypatch):
+    """The scale benchmark on 3,000 vectors (with the exact-search limit lowered so an IVF index is chosen)."""
+    import numpy as np
+
+    import index.store
+    from bench import scale
+
+    monkeypatch.setattr(index.store, "FLAT_MAX", 1000)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 32)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    xb = scale.expand(base, 3000, noise=0.05)
+    assert xb.shape == (3000, 32) and np.allclose(np.linalg.norm(xb, axis=1), 1, atol=1e-5)
+    lifted = scale.lift(xb[:10], 64)
+    assert lifted.shape == (10, 64) and np.allclose(lifted @ lifted.T, xb[:10] @ xb[:10].T, atol=1e-4)  # isometry
+    xq = scale.expand(base[:40], 40, noise=0.05, seed=1)
+    r = scale.run_one(xb, xq[:20], xq[20:], "smoke")
+    assert r["ours"]["factory"].startswith("IVF") and 0 <= r["ours"]["recall@10"] <= 1
+    assert "scale" in scale.markdown({"date": "now", "runs": [r]}).lower()

@@ -116,3 +116,23 @@ def test_finetune_clip_unfreezes_what_it_says(tmp_path, unfreeze):
     else:
         assert not changed
     create_model("open_clip", out, "ft")  # loads back
+
+
+@pytest.mark.slow
+def test_two_shards_merge_into_the_single_pass_index(tmp_path, corpus):
+    from pipelines.build_index import build
+    from pipelines.shards import embed_shard, merge, read_shards
+
+    services = Services(load_catalog())
+    single = build(services, "demo-clip", str(corpus), "scenes", "test", tmp_path / "single")
+    for shard in (1, 0):  # any order, any machine
+        embed_shard(services, "demo-clip", str(corpus), "scenes", "test", shard, 2, tmp_path / "emb")
+    with pytest.raises(ValueError, match="missing"):
+        embed_shard(services, "demo-clip", str(corpus), "scenes", "test", 0, 3, tmp_path / "partial")
+        read_shards(tmp_path / "partial")
+    merged = merge("demo-clip", str(corpus), "scenes", "test", tmp_path / "emb", tmp_path / "merged")
+    a, b = load_index(tmp_path / "single", expect_model="demo-clip"), load_index(tmp_path / "merged", expect_model="demo-clip")
+    assert a.index.ntotal == b.index.ntotal == 20
+    assert list(a.meta["id"]) == list(b.meta["id"]) and list(a.meta["caption"]) == list(b.meta["caption"])
+    np.testing.assert_allclose(a.index.reconstruct_n(0, 20), b.index.reconstruct_n(0, 20), atol=1e-5)
+    assert (merged.factory, merged.count, merged.model_revision) == (single.factory, single.count, single.model_revision)

@@ -1,0 +1,121 @@
+"""The index pipeline shard by shard: dataset shard -> embeddings parquet -> one merged FAISS index.
+
+    # step 1, once per shard, anywhere (a laptop loop, a Ray Data / Spark task per shard, a job array):
+    python -m pipelines.shards embed --model demo-clip --dataset data/demo_world --config scenes --split test \\
+        --shard 0 --num-shards 8 --out runs/emb
+    # step 2, once, where the index is wanted:
+    python -m pipelines.shards merge --model demo-clip --dataset data/demo_world --config scenes --split test \\
+        --embeddings runs/emb --out assets/indexes/demo-clip--scenes-test
+
+`embed_shard` is a pure function of (shard index, number of shards): it reads its contiguous slice of the split
+(`datasets.Dataset.shard(..., contiguous=True)`), embeds it and writes `embeddings-<i>-of-<n>.parquet` with the
+vectors and the metadata the app shows. Nothing is shared between shards, so a distributed engine can run them as
+independent tasks without changing this code (for Ray Data: `ray.data.range(n).map(lambda r:
+embed_shard(..., r["id"], n, ...))`; for Spark: `sc.parallelize(range(n), n).foreach(...)`), as clip-retrieval
+does with PySpark. `merge` checks that every shard of one run is there exactly once, concatenates them in shard
+order (the single-pass order) and builds the index with the same code as `pipelines.build_index`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.catalog import load_catalog
+from core.services import Services
+from pipelines.build_index import embed_images, index_from_embeddings, load_rows, metadata
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"embeddings-(\d{5})-of-(\d{5})\.parquet")
+
+
+def shard_path(out: Path, shard: int, num_shards: int) -> Path:
+    return Path(out) / f"embeddings-{shard:05d}-of-{num_shards:05d}.parquet"
+
+
+def embed_shard(services: Services, model: str, dataset_source: str, config: str, split: str, shard: int,
+                num_shards: int, out: Path, limit: int | None = None) -> Path:
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in 0..{num_shards - 1}, got {shard}")
+    encoder = services.encoder(model)
+    data = load_rows(dataset_source, config, split, limit).shard(num_shards, shard, contiguous=True)
+    xb = embed_images(encoder, data) if len(data) else np.zeros((0, encoder.dim), np.float32)
+    table = metadata(data)
+    table["embedding"] = list(xb)
+    path = shard_path(out, shard, num_shards)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)  # a killed task leaves no half-written shard under the final name
+    (path.parent / f"{path.stem}.json").write_text(json.dumps({"model": model, "model_revision": encoder.revision,
+                                                                "rows": len(table), "dim": int(encoder.dim)}) + "\n")
+    log.info("wrote %s (%d rows)", path, len(table))
+    return path
+
+
+def read_shards(folder: Path) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Every shard of one run, in shard order: (vectors (N, D), metadata, what the shards agree on)."""
+    found = {}
+    for p in sorted(Path(folder).glob("embeddings-*-of-*.parquet")):
+        m = _NAME.fullmatch(p.name)
+        if m:
+            found[(int(m.group(1)), int(m.group(2)))] = p
+    totals = {n for _, n in found}
+    if len(totals) != 1:
+        raise ValueError(f"{folder}: expected the shards of one run, found totals {sorted(totals) or 'none'}")
+    n = totals.pop()
+    missing = sorted(set(range(n)) - {i for i, _ in found})
+    if missing:
+        raise ValueError(f"{folder}: shards {missing} of {n} are missing; run `embed` for them first")
+    sides = [json.loads((found[(i, n)].parent / f"{found[(i, n)].stem}.json").read_text()) for i in range(n)]
+    if len({(s["model"], s["model_revision"], s["dim"]) for s in sides}) != 1:
+        raise ValueError(f"{folder}: the shards were embedded with different models or revisions")
+    tables = [pd.read_parquet(found[(i, n)]) for i in range(n)]
+    meta = pd.concat(tables, ignore_index=True)
+    xb = np.ascontiguousarray(np.stack(meta.pop("embedding").to_numpy()).astype(np.float32)) if len(meta) else \
+        np.zeros((0, sides[0]["dim"]), np.float32)
+    return xb, meta, sides[0]
+
+
+def merge(model: str, dataset_source: str, config: str, split: str, embeddings: Path, out: Path):
+    xb, meta, side = read_shards(embeddings)
+    if side["model"] != model:
+        raise ValueError(f"the shards in {embeddings} were embedded with {side['model']!r}, not {model!r}")
+    return index_from_embeddings(xb, meta, out, model=model, model_revision=side["model_revision"],
+                                 dataset_source=dataset_source, config=config, split=split)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    for name in ("embed", "merge"):
+        s = sub.add_parser(name)
+        s.add_argument("--model", required=True)
+        s.add_argument("--dataset", required=True)
+        s.add_argument("--config", default="scenes")
+        s.add_argument("--split", default="test")
+        s.add_argument("--catalog", default=None)
+        if name == "embed":
+            s.add_argument("--shard", type=int, required=True)
+            s.add_argument("--num-shards", type=int, required=True)
+            s.add_argument("--out", type=Path, required=True, help="folder for the shard's embeddings parquet")
+            s.add_argument("--limit", type=int, default=None)
+        else:
+            s.add_argument("--embeddings", type=Path, required=True)
+            s.add_argument("--out", type=Path, required=True, help="the index folder")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.step == "embed":
+        embed_shard(Services(load_catalog(args.catalog)), args.model, args.dataset, args.config, args.split, args.shard,
+                    args.num_shards, args.out, args.limit)
+    else:
+        merge(args.model, args.dataset, args.config, args.split, args.embeddings, args.out)
+
+
+if __name__ == "__main__":
+    main()
