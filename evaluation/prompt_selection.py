@@ -71,14 +71,36 @@ def select(services: Services, models: list[str], dataset, classes: list[str]) -
             "per_model": {m: _accuracy(ie, ce, chosen, classes, y) for m, (ie, ce) in per_model.items()}}
 
 
+def text_only_ceiling(classes: list[str]) -> dict[str, float]:
+    """For the frozen MiniLM alone: the share of product kinds (icon names, in the candidate template) whose
+    nearest category (in the same template) is their own; what an image tower aligned to MiniLM can at best reach
+    with bare names, per template."""
+    from demo_world.icons import load_icons
+    from models.dual_encoder import MINILM, load_sentence_encoder
+
+    st = load_sentence_encoder(MINILM)
+    products = [i for i in load_icons() if i.is_product]
+    out = {}
+    for t in CANDIDATES:
+        cls = st.encode([t.format(c) for c in classes], normalize_embeddings=True)
+        items = st.encode([t.format(i.with_article) for i in products], normalize_embeddings=True)
+        pred = (items @ cls.T).argmax(1)
+        out[t] = float(np.mean([classes[p] == i.group for p, i in zip(pred, products)]) * 100)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from models.zero_shot import catalogue_classes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="data/demo_world")
     p.add_argument("--catalog", default=None)
+    p.add_argument("--text-only", action="store_true", help="print MiniLM's text-only ceiling per template instead")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.text_only:
+        print(json.dumps(text_only_ceiling(catalogue_classes()), indent=2))
+        return
     services = Services(load_catalog(args.catalog))
     models = [m for m in services.catalog.models_for("categorise") if services.catalog.model(m).family != "cnn_classifier"]
     data = load_split(resolve(args.dataset, repo_type="dataset"), "products", "val")

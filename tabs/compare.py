@@ -42,7 +42,7 @@ def confusion_figure(evaluations: list[dict], style: str):
     for ax, (ev, s) in zip(axes, shown):
         cm = np.array(s["confusion_matrix"])
         ax.imshow(cm, cmap="Blues")
-        short = [c.split(" ")[0][:8] for c in ev["classes"]]
+        short = [c if len(c) <= 10 else c[:9] + "…" for c in ev["classes"]]
         ax.set_xticks(range(len(cm)), short, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(cm)), short, fontsize=7)
         for (i, j), v in np.ndenumerate(cm):

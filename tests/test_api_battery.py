@@ -46,6 +46,7 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
         "decompression bomb": (_png_1bit(20_000, 20_000), "megapixels|too many pixels"),
         "1x1": (_save(Image.new("RGB", (1, 1))), "too small"),
         "10000x10": (_save(Image.new("L", (10000, 10))), "too long and thin"),
+        "8000x8000": (_save(Image.new("L", (8000, 8000), 200)), "64 megapixels"),  # over our 40 MP cap
     }
 
 
@@ -56,7 +57,7 @@ def _odd_files() -> dict[str, bytes]:
         "palette": _save(Image.new("RGB", (64, 64), (200, 30, 30)).convert("P")),
         "alpha": _save(Image.new("RGBA", (64, 64), (30, 30, 200, 100))),
         "greyscale": _save(Image.new("L", (64, 48), 128)),
-        "8000x8000": _save(Image.new("L", (8000, 8000), 200)),
+        "6000x6000": _save(Image.new("L", (6000, 6000), 200)),  # 36 MP, under the cap: answered
     }
 
 
