@@ -424,7 +424,9 @@ def test_loaded_index_applies_search_params_and_refuses_bad_ones(tmp_path, clust
     (1_000_000, 128, 10**10, "HNSW32"),                  # ample memory: graph
     (1_000_000, 128, 1_000_000 * 520, "IVF4096,Flat"),   # raw vectors + ids fit, graph does not
     (1_000_000, 128, 1_000_000 * 519, "IVF4096,SQ8"),
-    (200_000, 128, 200_000 * 72, "IVF2048,PQ64"),        # PQ: largest m | dim with m + 8 bytes in budget
+    (1_000_000, 128, 1_000_000 * 128, "IVF4096,SQ6"),   # a quarter of the raw size: 6 bits a dimension
+    (200_000, 128, 200_000 * 72, "IVF2048,SQ4"),
+    (200_000, 128, 200_000 * 71, "IVF2048,PQ32"),        # PQ: largest m | dim, m <= dim/2, with m + 8 bytes in budget
     (1_000_000, 768, 1_000_000 * 100, "IVF4096,PQ64"),
     (1_000_000, 512, 1_000_000 * 40, "IVF4096,PQ32"),    # smallest allowed: sub-vectors of 16 dims
 ])
