@@ -128,7 +128,7 @@ def build(services: Services) -> None:
     headers, rows = wide_table(evaluations)
     search_models = services.catalog.search_models()
     shared = _shared_collections(services, search_models[:2])
-    with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
+    with gr.Tab("Compare", id="compare", elem_id="compare-tab") as tab:
         gr.Markdown(
             "Every figure here is read from the evaluation files written by `python -m evaluation.evaluate` "
             "(fixed seed, standard protocols) and stored beside each model. Click a column header to sort."
@@ -139,15 +139,15 @@ def build(services: Services) -> None:
                          headers=["model", "dataset", "split", "metric", "value", "command"], max_height=400)
         with gr.Tab("Confusion matrices"):
             style = gr.Radio(["descriptive", "bare"], value="descriptive", label="Zero-shot prompts")
-            cm_plot = gr.Plot(confusion_figure(evaluations, "descriptive"))
+            cm_plot = gr.Plot(elem_id="compare-confusion")
             style.change(lambda s: confusion_figure(evaluations, s), style, cm_plot, api_visibility="private")
         with gr.Tab("Score distributions"):
             gr.Markdown("Cosine similarity of matching (caption, its image) and non-matching pairs. Models use "
                         "different score scales; what ranks images well is the gap between the two, not the "
                         "absolute value (the seeds' \"0.25 for CLIP vs 0.07 for BERT+ResNet\" puzzle).")
-            gr.Plot(score_figure(evaluations))
+            score_plot = gr.Plot()
         with gr.Tab("Size and speed"):
-            gr.Plot(cost_figure(evaluations))
+            cost_plot = gr.Plot()
         with gr.Tab("Side by side"):
             with gr.Row():
                 query = gr.Textbox(label="Description", placeholder="e.g. a red car at the top left", scale=3)
@@ -173,6 +173,10 @@ def build(services: Services) -> None:
             query.submit(on_compare, [query, image, left, right, collection], [left_gallery, right_gallery], api_visibility="private")
             for dd in (left, right):
                 dd.change(on_models, [left, right], collection, api_visibility="private")
+
+        # Plots are drawn when a visitor first opens the tab, not at start-up (about a second of matplotlib).
+        tab.select(lambda s: (confusion_figure(evaluations, s), score_figure(evaluations), cost_figure(evaluations)),
+                   style, [cm_plot, score_plot, cost_plot], api_visibility="private")
 
         def compare_api(model: str = "") -> list[dict]:
             """Every measured figure as rows {model, dataset, split, metric, value, command}, read from the

@@ -70,4 +70,6 @@ def test_categorise_caption_and_compare_in_the_browser(app_url, page):
 
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-tab").get_by_text("cnn-baseline").first.wait_for(timeout=15_000)
+    # The plots are drawn when the tab is first opened (not at start-up).
+    page.locator("#compare-confusion img").first.wait_for(state="attached", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
