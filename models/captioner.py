@@ -6,6 +6,11 @@ over the grid gives a context vector and the weights `alpha` (one per cell, summ
 training loss adds the doubly-stochastic regulariser, which pushes every cell to receive, over the whole
 caption, about one unit of attention.
 
+The encoder is the demo CNN trunk (`encoder = "demo_cnn"`, 8×8 grid at 64 px, started from the dual encoder's
+image tower) or, for real photos, a timm ResNet (`encoder = "timm:resnet50"`, 7×7 grid at 224 px) whose
+pretrained weights come from the Hub (e.g. `hf-hub:timm/resnet50.a1_in1k`) when the pipeline starts training;
+afterwards the whole captioner, encoder included, lives in its own `model.safetensors`.
+
 Folder layout: `config.json` (CaptionerConfig) + `vocab.json` (the word list, specials first) +
 `model.safetensors`.
 """
@@ -24,7 +29,7 @@ from torch import nn
 
 from models.base import read_config
 from models.beam_search import beam_search
-from models.dual_encoder import conv_features, preprocess
+from models.dual_encoder import MEAN, STD, conv_features, preprocess
 from models.registry import register_family
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
@@ -95,7 +100,8 @@ class Captioner(ABC):
 @dataclass
 class CaptionerConfig:
     image_size: int = 64
-    channels: list[int] = field(default_factory=lambda: [24, 48, 96, 192])  # the dual encoder's CNN trunk
+    encoder: str = "demo_cnn"  # or "timm:<architecture>", e.g. "timm:resnet50"
+    channels: list[int] = field(default_factory=lambda: [24, 48, 96, 192])  # the demo CNN trunk (the dual encoder's)
     embed_dim: int = 128  # word embeddings
     hidden: int = 256  # LSTM state
     attention_dim: int = 128
@@ -138,12 +144,60 @@ class AdditiveAttention(nn.Module):
         return (alpha[:, :, None] * feats).sum(dim=1), alpha
 
 
+class TimmTrunk(nn.Module):
+    """A timm CNN without its pooling and classifier: (B, 3, H, W) in `preprocess`'s normalisation -> (B, C, h, w).
+
+    `preprocess` normalises with CLIP's mean/std; the trunk re-normalises to what its weights were trained with.
+    """
+
+    def __init__(self, architecture: str):
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model(architecture, pretrained=False, num_classes=0, global_pool="")
+        cfg = self.model.pretrained_cfg
+        self.channels = self.model.num_features
+        self.stride = self.model.feature_info[-1]["reduction"]
+        scale = torch.tensor(STD) / torch.tensor(cfg.get("std", STD))
+        shift = (torch.tensor(MEAN) - torch.tensor(cfg.get("mean", MEAN))) / torch.tensor(cfg.get("std", STD))
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x * self.scale + self.shift)
+
+    def load_pretrained(self, folder: Path) -> None:
+        """Weights as timm publishes them on the Hub (`model.safetensors`); the classifier is dropped."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(folder) / "model.safetensors"))
+        arch = self.model.default_cfg.get("architecture")
+        try:
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # same names, other shapes
+            raise ValueError(f"{folder} does not hold {arch} weights: {str(e).splitlines()[1].strip()}") from None
+        head = self.model.default_cfg.get("classifier", "fc")
+        unexpected = [k for k in unexpected if not k.startswith(head + ".")]
+        if missing or unexpected:
+            raise ValueError(f"{folder} does not hold {arch} weights: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def make_trunk(cfg: CaptionerConfig) -> tuple[nn.Module, int, int]:
+    """(encoder, feature channels, stride) for `cfg.encoder`."""
+    if cfg.encoder == "demo_cnn":
+        return conv_features(cfg.channels), cfg.channels[-1], 8
+    if cfg.encoder.startswith("timm:"):
+        trunk = TimmTrunk(cfg.encoder.removeprefix("timm:"))
+        return trunk, trunk.channels, trunk.stride
+    raise ValueError(f"unknown captioner encoder {cfg.encoder!r}: use 'demo_cnn' or 'timm:<architecture>'")
+
+
 class ShowAttendTell(nn.Module):
     def __init__(self, cfg: CaptionerConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
-        c = cfg.channels[-1]
-        self.encoder = conv_features(cfg.channels)
+        self.encoder, c, self.stride = make_trunk(cfg)
+        self.feature_dim = c
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.attention = AdditiveAttention(c, cfg.hidden, cfg.attention_dim)
         self.gate = nn.Linear(cfg.hidden, c)
@@ -153,7 +207,7 @@ class ShowAttendTell(nn.Module):
         self.out = nn.Linear(cfg.hidden, vocab_size)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, P, C) grid features, P = (H/8) * (W/8), row-major."""
+        """(B, 3, H, W) -> (B, P, C) grid features, P = (H/stride) * (W/stride), row-major."""
         return self.encoder(images).flatten(2).transpose(1, 2)
 
     def init_state(self, feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -206,7 +260,7 @@ class ShowAttendTellCaptioner(Captioner):
         self.vocab = vocab
         self.name = name
         self.revision = model.cfg.revision
-        self.grid = model.cfg.image_size // 8
+        self.grid = model.cfg.image_size // model.stride
         self.once = frozenset(vocab.index[w] for w in model.cfg.once_words if w in vocab.index)
 
     def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:

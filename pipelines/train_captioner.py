@@ -1,13 +1,19 @@
 """Train the demo show-attend-tell captioner on the demo world's training scenes (model selection on val only).
 
     python -m pipelines.train_captioner --out assets/models/demo-captioner
+    # real photos: a pretrained timm ResNet from the Hub, a dataset of (image, captions) in the corpus layout
+    python -m pipelines.train_captioner --encoder timm:resnet50 --image-size 224 \
+        --init-encoder hf-hub:timm/resnet50.a1_in1k --dataset hf-hub:you/flickr8k --config captions --out ...
 
-The encoder starts from the dual encoder's trained image tower (`--init-encoder`, the CNN trunk only), which
+The demo encoder starts from the dual encoder's trained image tower (`--init-encoder`, the CNN trunk only), which
 already tells the icons apart and where they are; it is frozen for the first `--frozen-steps` (grid features are
 then computed once, which makes those steps cheap) and fine-tuned with the decoder afterwards at `--encoder-lr`.
 The decoder learns with teacher forcing, cross-entropy plus the doubly-stochastic attention regulariser, and an
 auxiliary object loss: from the attention context of each object word, predict which icon it is
-(`--object-loss` weight), which teaches the attention to look at the object being named.
+(`--object-loss` weight), which teaches the attention to look at the object being named. With `--dataset`, the
+train and val splits are read from that folder or Hub repo (`{config}/{split}-*.parquet`, columns `image` and
+`captions`, optionally `objects` with names and boxes; without them the object loss is off and the model is
+selected on val BLEU-4 alone).
 """
 from __future__ import annotations
 
@@ -29,12 +35,18 @@ from models.dual_encoder import preprocess
 from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
 
 log = logging.getLogger(__name__)
+CACHE_BYTES = 2 * 2**30
 
 
 @dataclass
 class TrainConfig:
     out: str = "assets/models/demo-captioner"
-    init_encoder: str = "assets/models/dual-minilm-cnn"  # a dual encoder folder, or "" to start from scratch
+    encoder: str = "demo_cnn"  # or "timm:<architecture>" (see models/captioner.py)
+    image_size: int = 64
+    # demo_cnn: a dual encoder folder; timm: timm weights (a folder or hf-hub:...); "": start from scratch
+    init_encoder: str = "assets/models/dual-minilm-cnn"
+    dataset: str = ""  # "": generate the demo world's scenes; else a dataset source in the corpus layout
+    config: str = "scenes"
     seed: int = 0
     train_scenes: int = 10_000
     steps: int = 4000
@@ -60,6 +72,38 @@ def _scenes(split: str, n: int, seed: int):
     return images, captions, objects
 
 
+def _dataset_split(cfg: "TrainConfig", split: str, n: int):
+    import io
+
+    from PIL import Image
+
+    from core.sources import resolve
+    from demo_world.corpus import load_split
+    from evaluation.evaluate import _raw_image
+
+    data = load_split(resolve(cfg.dataset, repo_type="dataset"), cfg.config, split)
+    data = data.select(range(min(n, len(data))))
+    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB")
+              for r in tqdm(data.cast_column("image", _raw_image())["image"], desc=f"{split} images")]
+    objects = data["objects"] if "objects" in data.column_names else [[] for _ in images]
+    return images, data["captions"], objects
+
+
+def _init_encoder(model: ShowAttendTell, cfg: "TrainConfig") -> None:
+    from safetensors.torch import load_file
+
+    from core.sources import resolve
+
+    if not cfg.init_encoder:
+        return
+    if cfg.encoder == "demo_cnn":  # the dual encoder's CNN trunk
+        state = load_file(str(Path(cfg.init_encoder) / "model.safetensors"))
+        model.encoder.load_state_dict({k.removeprefix("image.features."): v for k, v in state.items()
+                                       if k.startswith("image.features.")})
+    else:
+        model.encoder.load_pretrained(resolve(cfg.init_encoder, repo_type="model"))
+
+
 def _object_targets(vocab: Vocabulary, tokens: torch.Tensor, objects: list[list[dict]], icon_ids: dict[str, int]) -> torch.Tensor:
     """(B, T-1) icon id expected at each predicted word (its last name word), -100 elsewhere."""
     out = torch.full((tokens.shape[0], tokens.shape[1] - 1), -100, dtype=torch.long)
@@ -74,27 +118,42 @@ def _object_targets(vocab: Vocabulary, tokens: torch.Tensor, objects: list[list[
 
 
 def train(cfg: TrainConfig) -> dict:
-    from safetensors.torch import load_file
-
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed)
-    val = _scenes("val", cfg.val_scenes, cfg.seed)
+    if cfg.dataset:
+        images, captions, objects = _dataset_split(cfg, "train", cfg.train_scenes)
+        val = _dataset_split(cfg, "val", cfg.val_scenes)
+        icons = sorted({o["name"] for objs in objects for o in objs})
+    else:
+        images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed)
+        val = _scenes("val", cfg.val_scenes, cfg.seed)
+        icons = sorted({i.name for i in scene_icons()})
     vocab = Vocabulary.build([c for caps in captions for c in caps])
-    icons = sorted({i.name for i in scene_icons()})
     icon_ids = {n: i for i, n in enumerate(icons)}
-    model = ShowAttendTell(CaptionerConfig(once_words=once_words([c for caps in captions for c in caps])), len(vocab))
-    object_head = torch.nn.Linear(model.cfg.channels[-1], len(icons))  # training only, not saved
-    if cfg.init_encoder:
-        state = load_file(str(Path(cfg.init_encoder) / "model.safetensors"))
-        model.encoder.load_state_dict({k.removeprefix("image.features."): v for k, v in state.items()
-                                       if k.startswith("image.features.")})
-    pixels = torch.stack([preprocess(im, model.cfg.image_size) for im in images])  # (N, 3, H, W)
+    object_loss = cfg.object_loss if icons else 0.0
+    model_cfg = CaptionerConfig(image_size=cfg.image_size, encoder=cfg.encoder,
+                                once_words=once_words([c for caps in captions for c in caps]))
+    model = ShowAttendTell(model_cfg, len(vocab))
+    object_head = torch.nn.Linear(model.feature_dim, max(1, len(icons)))  # training only, not saved
+    _init_encoder(model, cfg)
+    size = model.cfg.image_size
+    # Pixels and the frozen encoder's features are computed once and kept when they fit CACHE_BYTES (the demo
+    # world: ~0.5 GB each); otherwise (real photos at 224 px) each batch is preprocessed and encoded on the fly.
+    pixels = None
+    if len(images) * 3 * size * size * 4 <= CACHE_BYTES:
+        pixels = torch.stack([preprocess(im, size) for im in images])  # (N, 3, H, W)
+
+    def batch_pixels(idx) -> torch.Tensor:
+        return pixels[idx] if pixels is not None else torch.stack([preprocess(images[i], size) for i in idx])
+
     max_words = model.cfg.max_len
     seqs = [[vocab.encode(c, max_words) for c in caps] for caps in captions]
     model.encoder.eval()
-    with torch.inference_mode():
-        frozen = torch.cat([model.encode(pixels[s : s + 512]) for s in range(0, len(pixels), 512)])  # (N, P, C)
+    frozen = None
+    if cfg.frozen_steps and len(images) * (size // model.stride) ** 2 * model.feature_dim * 4 <= CACHE_BYTES:
+        with torch.inference_mode():
+            frozen = torch.cat([model.encode(batch_pixels(np.arange(s, min(s + 512, len(images)))))
+                                for s in range(0, len(images), 512)])  # (N, P, C)
 
     decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")] + list(object_head.parameters())
     opt = torch.optim.AdamW([{"params": decoder_params, "lr": cfg.lr, "base": cfg.lr}], weight_decay=cfg.weight_decay)
@@ -111,13 +170,19 @@ def train(cfg: TrainConfig) -> dict:
             tokens[r, : len(ids)] = torch.tensor(ids)
         model.train()
         model.encoder.eval()
-        feats = frozen[idx] if step < cfg.frozen_steps else model.encode(pixels[idx])
+        if step >= cfg.frozen_steps:
+            feats = model.encode(batch_pixels(idx))
+        elif frozen is not None:
+            feats = frozen[idx]
+        else:
+            with torch.no_grad():
+                feats = model.encode(batch_pixels(idx))
         logits, alphas, contexts = model(feats, tokens)
         loss = caption_loss(logits, alphas, tokens[:, 1:], vocab.pad, cfg.alpha_c)
-        if cfg.object_loss:
+        if object_loss:
             targets = _object_targets(vocab, tokens, [objects[i] for i in idx], icon_ids)
             obj_logits = object_head(contexts)  # (B, T-1, n_icons)
-            loss = loss + cfg.object_loss * torch.nn.functional.cross_entropy(obj_logits.transpose(1, 2), targets, ignore_index=-100)
+            loss = loss + object_loss * torch.nn.functional.cross_entropy(obj_logits.transpose(1, 2), targets, ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from core.catalog import load_catalog
 from core.services import Services
@@ -88,6 +89,41 @@ def test_train_captioner_and_evaluate(tmp_path, corpus):
     assert set(result["captioning"]) == {"beam 1", "beam 3", "beam 3, no repeat guard"}
     assert {"BLEU-4", "objects_named", "pointing"} <= set(result["captioning"]["beam 3"])
     assert set(result["cost"]["latency_ms"]) == {"caption_beam1", "caption_beam3"}
+
+
+@pytest.mark.slow
+def test_train_captioner_on_a_timm_encoder_from_the_hub(tmp_path, corpus, local_hub, monkeypatch):
+    """The real catalog's path: timm weights fetched from a Hub repo, a dataset read in the corpus layout, and
+    nothing cached in memory (as with real photos at 224 px)."""
+    import timm
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.train_captioner import main
+
+    monkeypatch.setattr("pipelines.train_captioner.CACHE_BYTES", 0)
+
+    net = timm.create_model("resnet10t", pretrained=False)  # random weights stand in for the published ones
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_file(net.state_dict(), str(weights / "model.safetensors"))
+    (weights / "config.json").write_text(json.dumps({"architecture": "resnet10t", "num_classes": 1000}))
+    local_hub.add_repo("timm/resnet10t.test", weights)
+    out = tmp_path / "cap"
+    main(["--out", str(out), "--encoder", "timm:resnet10t", "--image-size", "64",
+          "--init-encoder", "hf-hub:timm/resnet10t.test", "--dataset", str(corpus), "--config", "scenes",
+          "--steps", "2", "--frozen-steps", "2", "--train-scenes", "12", "--val-scenes", "4", "--batch-size", "4",
+          "--eval-every", "2"])
+    assert any("timm/resnet10t.test/resolve/" in r for r in local_hub.requests)
+    saved = load_file(str(out / "model.safetensors"))
+    hub = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(saved["encoder.model." + k], v) for k, v in hub.items())  # frozen throughout: the Hub's
+    captioner = create_model("show_attend_tell", out, "cap")
+    result = captioner.caption(Image.new("RGB", (90, 60), "white"), beam_size=2)
+    assert result.attention.shape == (len(result.tokens), 2, 2)  # 64 px / stride 32
+    assert np.allclose(result.attention.sum(axis=(1, 2)), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="does not hold resnet18 weights"):
+        from models.captioner import TimmTrunk
+        TimmTrunk("resnet18").load_pretrained(weights)
 
 
 @pytest.mark.slow
