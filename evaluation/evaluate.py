@@ -114,7 +114,7 @@ def cost(model, folder: Path, dataset, repeats: int = 15, batch: int = 32) -> di
 
     from models.captioner import Captioner
 
-    raw = dataset.cast_column("image", _raw_image()).select(range(min(batch, len(dataset))))
+    raw = dataset.cast_column("image", raw_image()).select(range(min(batch, len(dataset))))
     images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
     texts = [caps[0] if caps else "a photo" for caps in raw["captions"]]
     latency = {}
@@ -146,7 +146,7 @@ def captioning_results(captioner, dataset) -> dict:
 
     from evaluation.captioning import caption_metrics
 
-    raw = dataset.cast_column("image", _raw_image())
+    raw = dataset.cast_column("image", raw_image())
     images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
     out = {"n_images": len(images), "captioning": {}, "examples": {}}
     for label, (beam, guard) in CAPTION_SETTINGS.items():
@@ -170,7 +170,7 @@ def classification_results(model, dataset) -> dict:
     classes = catalogue_classes()
     y = np.array([classes.index(c) for c in dataset["category"]])
     ids = dataset["id"]
-    images = [Image.open(io.BytesIO(r["bytes"])) for r in dataset.cast_column("image", _raw_image())["image"]]
+    images = [Image.open(io.BytesIO(r["bytes"])) for r in dataset.cast_column("image", raw_image())["image"]]
     out = {"n_images": len(y), "classes": classes, "styles": {}}
     if hasattr(model, "predict_proba"):
         pred = model.predict_proba(images).argmax(axis=1)
@@ -191,7 +191,8 @@ def classification_results(model, dataset) -> dict:
     return out
 
 
-def _raw_image():
+def raw_image():
+    """The `datasets` image feature left undecoded ({"bytes", "path"}), to open with PIL ourselves."""
     from datasets import Image as ImageFeature
 
     return ImageFeature(decode=False)
