@@ -29,13 +29,11 @@ def _median_ms(fn, repeats: int) -> tuple[float, float]:
 
 def build_index_rate(services, model: str, n: int = 1000) -> dict:
     """Images per second from PNG bytes to a searchable FAISS index (decode, preprocess, embed, add)."""
-    from datasets import Image as ImageFeature
-
-    from demo_world.corpus import build_split
+    from demo_world.corpus import build_split, undecoded
     from index import build_index
     from pipelines.build_index import embed_images
 
-    data = build_split("scenes", "test", n).cast_column("image", ImageFeature(decode=False))
+    data = undecoded(build_split("scenes", "test", n))
     enc = services.encoder(model)
     t0 = time.perf_counter()
     emb = embed_images(enc, data)

@@ -3,6 +3,7 @@
 `load_evaluations(catalog)` reads `<model folder>/eval/*.json` (written by `python -m evaluation.evaluate`) for
 every catalog model whose folder is on disk (a Hub model counts once it has been downloaded). `long_table` turns
 them into rows (model, dataset, split, metric, value, command): the `/compare` answer and the tab's table.
+`read_evaluation` reads one such file, for the tabs that show a model's figures on one split.
 """
 from __future__ import annotations
 
@@ -37,6 +38,24 @@ def _folder(source: str) -> Path | None:
             return None
     path = Path(source)
     return path if path.is_dir() else None
+
+
+def results_path(model_folder: Path, dataset_name: str, config: str, split: str) -> Path:
+    """Where `python -m evaluation.evaluate` stores a model's figures on a dataset split."""
+    return model_folder / "eval" / f"{dataset_name}--{config}-{split}.json"
+
+
+def read_evaluation(catalog: Catalog, model: str, config: str, split: str, dataset: str = "demo_world") -> dict:
+    """The figures of `model` on one split, or {} when it has not been evaluated there (or is not on disk)."""
+    folder = _folder(catalog.model(model).source)
+    path = results_path(folder, dataset, config, split) if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("skipping unreadable evaluation file %s: %s", path, e)
+        return {}
 
 
 def load_evaluations(catalog: Catalog) -> list[dict]:

@@ -155,6 +155,22 @@ def _card(seed: int, scale: float, px: int) -> str:
     )
 
 
+def undecoded(data):
+    """`data` with its `image` column left as {"bytes", "path"}: decoded by us, where and when needed."""
+    from datasets import Image as ImageFeature
+
+    return data.cast_column("image", ImageFeature(decode=False))
+
+
+def pil_images(data, desc: str | None = None) -> list:
+    """Every row's image opened with PIL, in RGB (a progress bar when `desc` is given)."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    rows = undecoded(data)["image"]
+    return [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in (tqdm(rows, desc=desc) if desc else rows)]
+
+
 def load_split(source_dir: Path, config: str, split: str):
     """Load one split from a folder laid out by `write_corpus` (or a dataset repo snapshot)."""
     import datasets as ds

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from core.catalog import load_catalog
+from core.compare import results_path
 from core.services import Services
 from core.sources import describe, resolve
-from demo_world.corpus import load_split
+from demo_world.corpus import load_split, pil_images, undecoded
 from evaluation.retrieval import recall_at_k
 from pipelines.build_index import embed_images
 
@@ -63,9 +64,7 @@ def score_distribution(text_emb: np.ndarray, image_emb: np.ndarray, owner: np.nd
 
 
 def retrieval_metrics(encoder, dataset) -> dict:
-    from datasets import Image as ImageFeature
-
-    data = dataset.cast_column("image", ImageFeature(decode=False))
+    data = undecoded(dataset)
     image_emb = embed_images(encoder, data)
     captions = data["captions"]
     owner = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
@@ -107,15 +106,12 @@ def weights_bytes(folder: Path) -> int:
 def cost(model, folder: Path, dataset, repeats: int = 15, batch: int = 32) -> dict:
     """Size and speed: parameters, weight-file bytes, and the median latency (ms per item) of one item and of a
     batch, for texts and images (captioners: one caption, beam 1 and 3). Single process, the current threads."""
-    import io
-
     import torch
-    from PIL import Image
 
     from models.captioner import Captioner
 
-    raw = dataset.cast_column("image", raw_image()).select(range(min(batch, len(dataset))))
-    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
+    raw = dataset.select(range(min(batch, len(dataset))))
+    images = pil_images(raw)
     texts = [caps[0] if caps else "a photo" for caps in raw["captions"]]
     latency = {}
     if isinstance(model, Captioner):
@@ -139,15 +135,11 @@ CAPTION_SETTINGS = {"beam 1": (1, 3), "beam 3": (3, 3), "beam 3, no repeat guard
 def captioning_results(captioner, dataset) -> dict:
     """Caption metrics (see `evaluation/captioning.py`) for greedy and beam-3 decoding, and beam 3 without the
     repeated-trigram guard, to show what the guard does."""
-    import io
-
-    from PIL import Image
     from tqdm import tqdm
 
     from evaluation.captioning import caption_metrics
 
-    raw = dataset.cast_column("image", raw_image())
-    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw["image"]]
+    images = pil_images(dataset)
     out = {"n_images": len(images), "captioning": {}, "examples": {}}
     for label, (beam, guard) in CAPTION_SETTINGS.items():
         kwargs = {"no_repeat_ngram": guard} if hasattr(captioner, "vocab") else {}
@@ -160,17 +152,13 @@ def captioning_results(captioner, dataset) -> dict:
 def classification_results(model, dataset) -> dict:
     """Zero-shot (both prompt styles) or supervised accuracy / P / R / F1 / confusion on a products split, plus
     the seeds' analysis: mean image-prompt similarity per class and the best-matching images per class."""
-    import io
-
-    from PIL import Image
-
     from evaluation.classification import classification_metrics
     from models.zero_shot import build_zero_shot_classifier, catalogue_classes, prompts_for, zero_shot_probs
 
     classes = catalogue_classes()
     y = np.array([classes.index(c) for c in dataset["category"]])
     ids = dataset["id"]
-    images = [Image.open(io.BytesIO(r["bytes"])) for r in dataset.cast_column("image", raw_image())["image"]]
+    images = pil_images(dataset)
     out = {"n_images": len(y), "classes": classes, "styles": {}}
     if hasattr(model, "predict_proba"):
         pred = model.predict_proba(images).argmax(axis=1)
@@ -189,17 +177,6 @@ def classification_results(model, dataset) -> dict:
             "top_images_per_class": {c: [ids[j] for j in np.argsort(-sims[:, i])[:4]] for i, c in enumerate(classes)},
         }
     return out
-
-
-def raw_image():
-    """The `datasets` image feature left undecoded ({"bytes", "path"}), to open with PIL ourselves."""
-    from datasets import Image as ImageFeature
-
-    return ImageFeature(decode=False)
-
-
-def results_path(model_folder: Path, dataset_name: str, config: str, split: str) -> Path:
-    return model_folder / "eval" / f"{dataset_name}--{config}-{split}.json"
 
 
 def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str, limit: int | None = None) -> dict:

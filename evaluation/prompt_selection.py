@@ -9,7 +9,6 @@ val accuracy of the catalog's zero-shot models the most is added, until no candi
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 
@@ -18,7 +17,7 @@ import numpy as np
 from core.catalog import load_catalog
 from core.services import Services
 from core.sources import resolve
-from demo_world.corpus import load_split
+from demo_world.corpus import load_split, pil_images
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +36,8 @@ def _accuracy(image_emb: np.ndarray, class_emb: dict[str, np.ndarray], templates
 
 
 def select(services: Services, models: list[str], dataset, classes: list[str]) -> dict:
-    from PIL import Image
-
-    from datasets import Image as ImageFeature
-
     y = np.array([classes.index(c) for c in dataset["category"]])
-    raw = dataset.cast_column("image", ImageFeature(decode=False))["image"]
-    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in raw]
+    images = pil_images(dataset)
     per_model = {}
     for m in models:
         enc = services.encoder(m)

@@ -76,6 +76,14 @@ def weights_digest(path: Path) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def require_safetensors(folder: Path, name: str) -> None:
+    """Refuse a transformers folder without `model.safetensors`: its other weight formats are pickles."""
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"Model {name!r}: model.safetensors is missing in {folder}; only safetensors weights are loaded."
+        )
+
+
 def read_config(folder: Path, name: str, cls, required: tuple[str, ...], pipeline: str):
     """The dataclass `cls` from `folder/config.json` (unknown keys such as the training record ignored), after
     checking every `required` file is there; its revision defaults to the weights' digest."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.base import require_safetensors
 from models.captioner import Captioner, CaptionResult
 from models.registry import register_family
 
@@ -68,10 +69,7 @@ class BlipCaptioner(Captioner):
 def load_blip(folder: Path, name: str) -> BlipCaptioner:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"Model {name!r}: model.safetensors is missing in {folder}; only safetensors weights are loaded."
-        )
+    require_safetensors(folder, name)
     model = BlipForConditionalGeneration.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
                                                          dtype=torch.float32, attn_implementation="eager")
     processor = BlipProcessor.from_pretrained(folder, trust_remote_code=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.base import Encoder, TextCheck
+from models.base import Encoder, TextCheck, require_safetensors
 from models.registry import register_family
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,7 @@ def _as_tensor(out) -> torch.Tensor:
 def _load(folder: Path, name: str) -> HFClipEncoder:
     from transformers import AutoModel, AutoProcessor
 
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"Model {name!r}: model.safetensors is missing in {folder}; only safetensors weights are loaded."
-        )
+    require_safetensors(folder, name)
     model = AutoModel.from_pretrained(folder, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
     log.info("loaded transformers model %s from %s", name, folder)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from core.catalog import load_catalog
 from core.services import Services
 from core.sources import describe, resolve
-from demo_world.corpus import load_split
+from demo_world.corpus import load_split, undecoded
 from index import IndexInfo, build_index, choose_factory, measure_recall, save_index, tune_search_params, utc_now
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,10 @@ def metadata(dataset) -> pd.DataFrame:
 
 def load_rows(dataset_source: str, config: str, split: str, limit: int | None = None):
     """The split with undecoded images (PNG bytes), optionally its first `limit` rows."""
-    from datasets import Image as ImageFeature
-
     data = load_split(resolve(dataset_source, repo_type="dataset"), config, split)
     if limit:
         data = data.select(range(min(limit, len(data))))
-    return data.cast_column("image", ImageFeature(decode=False))
+    return undecoded(data)
 
 
 def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, model: str, model_revision: str | None,

@@ -73,18 +73,12 @@ def _scenes(split: str, n: int, seed: int):
 
 
 def _dataset_split(cfg: "TrainConfig", split: str, n: int):
-    import io
-
-    from PIL import Image
-
     from core.sources import resolve
-    from demo_world.corpus import load_split
-    from evaluation.evaluate import raw_image
+    from demo_world.corpus import load_split, pil_images
 
     data = load_split(resolve(cfg.dataset, repo_type="dataset"), cfg.config, split)
     data = data.select(range(min(n, len(data))))
-    images = [Image.open(io.BytesIO(r["bytes"])).convert("RGB")
-              for r in tqdm(data.cast_column("image", raw_image())["image"], desc=f"{split} images")]
+    images = pil_images(data, desc=f"{split} images")
     objects = data["objects"] if "objects" in data.column_names else [[] for _ in images]
     return images, data["captions"], objects
 

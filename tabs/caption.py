@@ -1,7 +1,6 @@
 """Caption tab: a caption for a photo and, for every generated word, where the model looked; and `/caption`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
@@ -9,6 +8,7 @@ from gradio import FileData
 
 from core.caption import MAX_BEAM, caption, token_heats
 from core.categorise import overlay
+from core.compare import read_evaluation
 from core.inputs import InputError, load_image, parse_choice
 from core.services import Services
 from tabs.common import upload_dirs, visitor_errors
@@ -29,10 +29,7 @@ def run_caption(services: Services, image, model: str | None, beam_size):
 def _metrics_table(services: Services) -> list[list]:
     rows = []
     for name in services.catalog.models_for("caption"):
-        path = Path(services.catalog.model(name).source) / "eval" / "demo_world--scenes-test.json"
-        if not path.is_file():
-            continue
-        for beam, m in json.loads(path.read_text()).get("captioning", {}).items():
+        for beam, m in read_evaluation(services.catalog, name, "scenes", "test").get("captioning", {}).items():
             rows.append([name, beam, *(round(m[k], 1) for k in ("BLEU-1", "BLEU-4", "objects_named", "pointing",
                                                                    "pointing_chance", "repeated_phrase_rate"))])
     return rows

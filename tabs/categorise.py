@@ -2,7 +2,6 @@
 supervised CNN baseline beside it, a heat-map of what supports the answer, the seeds' analysis, and `/categorise`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
@@ -11,6 +10,7 @@ from gradio import FileData
 from matplotlib.figure import Figure
 
 from core.categorise import DOUBT_MARGIN, categorise, overlay
+from core.compare import read_evaluation
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from tabs.common import notices_markdown, upload_dirs, visitor_errors
@@ -56,9 +56,7 @@ def _analysis_table(services: Services) -> list[list]:
 
 
 def _eval(services: Services, model: str) -> dict:
-    source = Path(services.catalog.model(model).source)
-    path = source / "eval" / "demo_world--products-test.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_evaluation(services.catalog, model, "products", "test")
 
 
 def _confusion_plot(services: Services, model: str, style: str):
