@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.layouts import DatasetSpec, LayoutError
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CATALOG = ROOT / "catalog.toml"
 CATALOG_ENV = "VLSTUDIO_CATALOG"
@@ -30,11 +32,26 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """How the app builds an index it cannot download: a catalog dataset's split, embedded by the index's model."""
+
+    dataset: str  # a name under [datasets]
+    split: str
+    config: str = ""  # the corpus layout's config ("scenes", "products"); other layouts ignore it
+    sample: int | None = None  # a seeded random subset of the split's rows
+
+    def describe(self) -> str:
+        return f"{self.dataset} {self.config + '/' if self.config else ''}{self.split}" + (
+            f" ({self.sample:,} sampled)" if self.sample else "")
+
+
+@dataclass(frozen=True)
 class IndexSpec:
     model: str
     collection: str  # what the index holds, e.g. "demo scenes (test)"
-    source: str
+    source: str  # where the built index is published (or bundled); may not exist yet when `build` is given
     description: str = ""
+    build: BuildSpec | None = None  # built by the app in the background when `source` cannot be loaded
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ class Catalog:
     models: dict[str, ModelSpec]
     indexes: tuple[IndexSpec, ...]
     path: Path | None = None
-    datasets: dict[str, str] = field(default_factory=dict)
+    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -88,7 +105,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     base = path.resolve().parent
     models: dict[str, ModelSpec] = {}
     indexes: list[IndexSpec] = []
-    datasets: dict[str, str] = {}
+    datasets: dict[str, DatasetSpec] = {}
     for inc in data.get("include", []):  # e.g. the hub catalog includes the demo one
         sub = load_catalog(base / inc)
         models |= sub.models
@@ -101,10 +118,26 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
             )
         except KeyError as e:
             raise CatalogError(f"{path}: model {name!r} lacks {e.args[0]!r}") from None
+    for name, value in data.get("datasets", {}).items():  # a source, or {source, layout}
+        value = value if isinstance(value, dict) else {"source": value}
+        try:
+            datasets[name] = DatasetSpec(name, _source(value["source"], base), value.get("layout", "corpus"))
+        except (KeyError, LayoutError) as e:
+            raise CatalogError(f"{path}: dataset {name!r}: {e}") from None
     for i in data.get("indexes", []):
         if i.get("model") not in models:
             raise CatalogError(f"{path}: an index refers to unknown model {i.get('model')!r}")
-        indexes.append(IndexSpec(i["model"], i["collection"], _source(i["source"], base), i.get("description", "")))
-    for name, src in data.get("datasets", {}).items():
-        datasets[name] = _source(src, base)
+        indexes.append(IndexSpec(i["model"], i["collection"], _source(i["source"], base), i.get("description", ""),
+                                 _build_spec(i.get("build"), datasets, path)))
     return Catalog(models, tuple(indexes), path, datasets)
+
+
+def _build_spec(value: dict | None, datasets: dict[str, DatasetSpec], path: Path) -> BuildSpec | None:
+    if value is None:
+        return None
+    if value.get("dataset") not in datasets:
+        raise CatalogError(f"{path}: an index build names unknown dataset {value.get('dataset')!r}; "
+                           f"known: {', '.join(datasets) or 'none'}.")
+    if "split" not in value:
+        raise CatalogError(f"{path}: the index build of dataset {value['dataset']!r} lacks 'split'.")
+    return BuildSpec(value["dataset"], value["split"], value.get("config", ""), value.get("sample"))

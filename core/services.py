@@ -13,13 +13,17 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from core.catalog import Catalog
-from core.sources import SourceError, resolve
+from core.sources import SourceError, SourceNotFound, resolve
 
 log = logging.getLogger(__name__)
 
 
 class AssetError(RuntimeError):
     """A model or index could not be loaded; the message names it and says how to fix it."""
+
+
+class IndexNotReady(AssetError):
+    """The index is being built in the background; the message says how far the build is."""
 
 
 class BoundedCache:
@@ -58,10 +62,13 @@ class BoundedCache:
 class Services:
     """What the tabs call: the catalog plus cached encoders and indexes."""
 
-    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6):
+    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6, index_dir=None):
+        from core.index_builds import IndexBuilds
+
         self.catalog = catalog
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
+        self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)
 
     def encoder(self, name: str):
         """The catalog model `name`, loaded once: an encoder, a captioner or a classifier, by its family."""
@@ -78,21 +85,47 @@ class Services:
         return [str(k) for k in self._encoders.keys()]
 
     def _load_encoder(self, spec):
-        from models.registry import create_model
+        from models.registry import create_model, family_files
 
         try:
-            folder = resolve(spec.source, repo_type="model")
+            folder = resolve(spec.source, repo_type="model", allow_patterns=family_files(spec.family))
             return create_model(spec.family, folder, spec.name)
+        except ImportError as e:  # a library the family needs is not installed (e.g. sentencepiece for SigLIP)
+            missing = getattr(e, "name", None) or str(e)
+            raise AssetError(
+                f"Model {spec.name!r} needs a Python package that is not installed ({missing}): "
+                f"run `pip install -r requirements.txt` and restart the app."
+            ) from e
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             raise AssetError(f"Model {spec.name!r} could not be loaded from {spec.source}: {e}") from e
+
+    def _index_folder(self, spec):
+        """Where the index is: its source, or, for an index the app builds itself, a finished build; a missing
+        one is queued for building and IndexNotReady says how far that is."""
+        if spec.build is None:
+            return resolve(spec.source, repo_type="dataset")
+        if built := self.builds.built(spec):
+            return built
+        status = self.builds.status(spec)
+        if status is None or status.state == "failed":  # not asked yet, or worth another try
+            try:
+                return resolve(spec.source, repo_type="dataset")  # published by an earlier build
+            except SourceNotFound:
+                log.info("%s is not published yet: building the %r index", spec.source, spec.collection)
+            status = self.builds.request(spec)
+        elif status.state == "done":  # built, then removed from disk: build again
+            status = self.builds.request(spec)
+        raise IndexNotReady(status.message() + " Other collections can be searched meanwhile.")
 
     def _load_index(self, spec):
         from index import load_index
 
         encoder = self.encoder(spec.model)
         try:
-            folder = resolve(spec.source, repo_type="dataset")
+            folder = self._index_folder(spec)
             return load_index(folder, expect_model=spec.model, expect_dim=encoder.dim, expect_revision=encoder.revision)
+        except IndexNotReady:
+            raise
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             raise AssetError(
                 f"The {spec.collection!r} index for model {spec.model!r} could not be loaded from {spec.source}: {e}"

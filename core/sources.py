@@ -41,6 +41,10 @@ class SourceError(Exception):
     """A source that cannot be parsed or resolved; the message names it and says what to do."""
 
 
+class SourceNotFound(SourceError):
+    """The Hub answered that the repository does not exist (or is private or gated)."""
+
+
 @dataclass(frozen=True)
 class Source:
     kind: Literal["hub", "local"]
@@ -196,7 +200,7 @@ def _as_source_errors(source: Source, repo_type: str) -> Iterator[None]:
             f"{source}: the {repo_type} repository has no revision {source.revision!r}; fix the part after '@'."
         ) from None
     except RepositoryNotFoundError:  # also gated repos
-        raise SourceError(
+        raise SourceNotFound(
             f"{source}: no such {repo_type} repository on the Hub, or it is private or gated; check the name and "
             f"the repository type, or set HF_TOKEN to a token that can read it."
         ) from None

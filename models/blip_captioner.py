@@ -21,7 +21,7 @@ from PIL import Image
 
 from models.base import require_safetensors
 from models.captioner import Captioner, CaptionResult
-from models.registry import register_family
+from models.registry import TRANSFORMERS_FILES, register_family
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class BlipCaptioner(Captioner):
                              maps[keep].astype(np.float32), score)
 
 
-@register_family("blip")
+@register_family("blip", files=TRANSFORMERS_FILES)
 def load_blip(folder: Path, name: str) -> BlipCaptioner:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 

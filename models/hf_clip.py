@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from models.base import Encoder, TextCheck, require_safetensors
-from models.registry import register_family
+from models.registry import TRANSFORMERS_FILES, register_family
 
 log = logging.getLogger(__name__)
 
@@ -64,5 +64,5 @@ def _load(folder: Path, name: str) -> HFClipEncoder:
     return HFClipEncoder(model, processor, name)
 
 
-register_family("hf_clip")(_load)
-register_family("siglip")(_load)
+register_family("hf_clip", files=TRANSFORMERS_FILES)(_load)
+register_family("siglip", files=TRANSFORMERS_FILES)(_load)

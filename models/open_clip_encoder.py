@@ -51,7 +51,10 @@ class OpenClipEncoder(Encoder):
         return float(self.model.logit_scale.detach().exp())
 
 
-@register_family("open_clip")
+# open_clip's Hub layout: its config and safetensors weights (its tokenizer is bundled with open_clip, or named in
+# the config as an HF tokenizer, whose files then sit beside them).
+@register_family("open_clip", files=[CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json",
+                                     "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"])
 def load_open_clip(folder: Path, name: str) -> OpenClipEncoder:
     import open_clip
 

@@ -4,7 +4,9 @@ A family's loader returns an `Encoder` (texts and images into one space), a `Cap
 attention maps) or a `Classifier` (images into fixed
 categories, e.g. the CNN baseline).
 
-Families register a loader with `@register_family("name")`; an unknown family fails listing the known ones.
+Families register a loader with `@register_family("name", files=[...])`; an unknown family fails listing the known
+ones. `files` are the glob patterns of what the loader reads from its folder: a Hub download fetches only those
+(a transformers repo also holds pickled, TensorFlow and Flax copies of its weights, two or three times the bytes).
 """
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 _FAMILIES: dict[str, Callable[[Path, str], Any]] = {}
+_FILES: dict[str, list[str]] = {}
+# What a transformers model folder is read for: config, safetensors weights, tokenizer and processor files.
+TRANSFORMERS_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors",
+                      "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+                      "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+                      "spiece.model", "generation_config.json"]
 
 
 class UnknownModelError(KeyError):
@@ -21,9 +29,12 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def register_family(family: str) -> Callable:
+def register_family(family: str, files: list[str] | None = None) -> Callable:
+    """Register `loader(folder, name)` for `family`; `files` (glob patterns) is what it reads, None for all."""
     def wrap(loader: Callable[[Path, str], Any]) -> Callable[[Path, str], Any]:
         _FAMILIES[family] = loader
+        if files is not None:
+            _FILES[family] = list(files)
         return loader
 
     return wrap
@@ -32,6 +43,14 @@ def register_family(family: str) -> Callable:
 def available_families() -> list[str]:
     _import_families()
     return sorted(_FAMILIES)
+
+
+def family_files(family: str) -> list[str] | None:
+    """The glob patterns a family's loader reads (for `allow_patterns` of a Hub download); None means all."""
+    _import_families()
+    if family not in _FAMILIES:
+        raise UnknownModelError(f"Unknown model family {family!r}; known families: {', '.join(sorted(_FAMILIES))}.")
+    return _FILES.get(family)
 
 
 def create_model(family: str, folder: Path, name: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +28,43 @@ from index import IndexInfo, build_index, choose_factory, measure_recall, save_i
 log = logging.getLogger(__name__)
 
 
-def embed_images(encoder, dataset, batch_size: int = 128) -> np.ndarray:
-    """(N, D) normalised image embeddings of a dataset whose `image` column holds undecoded bytes."""
+THUMBNAIL_PX = 320  # pictures larger than this are kept in the index's metadata as a JPEG of this size
+
+
+def embed_images(encoder, dataset, batch_size: int = 128, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """(N, D) normalised image embeddings of a dataset whose `image` column holds undecoded bytes;
+    `progress(images_done)` is called after each batch."""
     out = []
     for start in tqdm(range(0, len(dataset), batch_size), desc=f"embed with {encoder.name}", unit="batch"):
         rows = dataset[start : start + batch_size]["image"]
         out.append(encoder.encode_image([Image.open(io.BytesIO(r["bytes"])) for r in rows], batch_size=batch_size))
-    return np.concatenate(out)
+        if progress:
+            progress(min(len(dataset), start + batch_size))
+    return np.concatenate(out) if out else np.zeros((0, encoder.dim), dtype=np.float32)
+
+
+def thumbnail(data: bytes) -> bytes:
+    """The picture as the app shows it: as is when small (the demo world's PNGs), else a JPEG thumbnail, so an
+    index of photos keeps tens of kB per image in memory, not the full-size file."""
+    image = Image.open(io.BytesIO(data))
+    if max(image.size) <= THUMBNAIL_PX:
+        return data
+    image = image.convert("RGB")
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def metadata(dataset) -> pd.DataFrame:
-    """One row per vector: id, first caption, all captions, PNG bytes and (for products) the category."""
+    """One row per vector: id, first caption, all captions, the picture (see `thumbnail`) and the category."""
     cols = dataset.column_names
     return pd.DataFrame(
         {
             "id": dataset["id"],
             "caption": [c[0] if c else "" for c in dataset["captions"]],
             "captions": dataset["captions"],
-            "image": [r["bytes"] for r in dataset["image"]],
+            "image": [thumbnail(r["bytes"]) for r in dataset["image"]],
             "category": dataset["category"] if "category" in cols else [""] * len(dataset),
         }
     )
@@ -59,7 +79,7 @@ def load_rows(dataset_source: str, config: str, split: str, limit: int | None = 
 
 
 def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, model: str, model_revision: str | None,
-                          dataset_source: str, config: str, split: str) -> IndexInfo:
+                          dataset_source: str, config: str, split: str, extra: dict | None = None) -> IndexInfo:
     """Choose the index for the collection's size, build it, tune its search knob to recall@10 >= 0.95 against
     exact search, and save it atomically with its metadata and sidecar. Shared by the single-pass and the
     sharded pipelines (`pipelines.shards`)."""
@@ -84,6 +104,7 @@ def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, mode
         build_date=utc_now(),
         recall_at_10_vs_exact=recall,
         search_params=params,
+        extra=extra or {},
     )
     save_index(out, index, meta, info)
     log.info("wrote %s: %d vectors, factory %s", out, len(xb), factory)

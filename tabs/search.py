@@ -39,8 +39,15 @@ def run_search(services: Services, query: str | None, image, k, model: str | Non
     return search_text(encoder, index, query or "", k)
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def _data_uri(data: bytes) -> str:
+    mime = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"  # photo collections keep JPEG thumbnails
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def build_status(services: Services) -> dict:
+    """The line above the Search tab while the app builds an index (hidden when none is being built)."""
+    lines = services.builds.status_lines()
+    return gr.Markdown("\n\n".join(f"⏳ {line}" for line in lines), visible=bool(lines))
 
 
 def build(services: Services) -> None:
@@ -51,6 +58,10 @@ def build(services: Services) -> None:
             "Describe a picture and get the closest images from the index, ranked by cosine similarity "
             "between the text and image embeddings; or upload an image to find similar ones."
         )
+        building = gr.Markdown(visible=False, elem_id="index-builds")
+        if any(spec.build for spec in catalog.indexes):  # only catalogs with indexes the app may build poll
+            gr.Timer(2.0).tick(lambda: build_status(services), None, building, api_visibility="private",
+                               show_progress="hidden", queue=False)
         with gr.Row():
             with gr.Column(scale=2):
                 query = gr.Textbox(label="Description", placeholder="e.g. a dog on a blue background", max_lines=3)

@@ -1,7 +1,7 @@
 """Shared fixtures. Each fixture is self-contained; add new ones below, each with its own docstring."""
 import pytest
 
-from tests.hubserver import LocalHub
+from bench.localhub import LocalHub
 
 
 @pytest.fixture
@@ -11,10 +11,17 @@ def local_hub(tmp_path, monkeypatch):
     Yields a `LocalHub`: `.url`, `.root`, `.add_repo(repo_id, {path: bytes} | folder, repo_type="model") -> sha`,
     `.requests` (what the client asked) and `.stop()` (to play an unreachable Hub).
     """
+    hub = LocalHub(tmp_path / "hub-repos").start()
+    point_client_at(hub, tmp_path / "hf-home", monkeypatch)
+    yield hub
+    hub.stop()
+    assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"
+
+
+def point_client_at(hub: LocalHub, home, monkeypatch) -> None:
+    """Point the real huggingface_hub client at `hub`, with an empty cache under `home`."""
     import huggingface_hub.constants as hf
 
-    hub = LocalHub(tmp_path / "hub-repos").start()
-    home = tmp_path / "hf-home"
     env = {
         "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
         "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_local_test_token",
@@ -34,9 +41,6 @@ def local_hub(tmp_path, monkeypatch):
     }
     for name, value in constants.items():
         monkeypatch.setattr(hf, name, value)
-    yield hub
-    hub.stop()
-    assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +56,22 @@ def app_url():
         yield demo.local_url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def lookalike_datasets_root(tmp_path_factory):
+    """The look-alike Hub's dataset repos (real layouts, a few rows each), written once per test session."""
+    from bench.lookalike import Plan, build
+
+    plan = Plan({"train": 4, "validation": 3, "test": 6}, fashion_rows=12, flickr30k_rows=9, filler_scale=1e-4)
+    return build(tmp_path_factory.mktemp("lookalike"), plan, parts=("datasets",))
+
+
+@pytest.fixture
+def lookalike_hub(lookalike_datasets_root, tmp_path, monkeypatch):
+    """A local Hub serving the look-alike dataset repos, with an empty cache (see `local_hub`)."""
+    hub = LocalHub(lookalike_datasets_root).start()
+    point_client_at(hub, tmp_path / "hf-home", monkeypatch)
+    yield hub
+    hub.stop()
+    assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"

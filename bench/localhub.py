@@ -1,4 +1,5 @@
-"""A local Hugging Face Hub-compatible file server for tests (stdlib only, bound to 127.0.0.1).
+"""A local Hugging Face Hub-compatible file server (stdlib only, bound to 127.0.0.1): the tests' Hub and the
+look-alike Hub of the rehearsal (`python -m bench.rehearsal`).
 
 It answers what the real `huggingface_hub` client (2.4.0, plain HTTP, no Xet) calls:
 
@@ -9,11 +10,18 @@ It answers what the real `huggingface_hub` client (2.4.0, plain HTTP, no Xet) ca
   `POST /{prefix}{repo}.git/info/lfs/objects/batch` with a basic `PUT` upload, and the ndjson
   `POST /api/{type}s/{repo}/commit/{rev}`.
 
-Repos live in `<root>/<type>s/<owner>/<name>/`, as plain files. Each repo has one branch, `main`, whose commit sha
-is a hash of its files; a revision is either "main" or that sha (older commits are not kept). Which files are
-LFS is decided by a rule like the Hub's default `.gitattributes` (binary suffixes, NUL bytes, 10 MB and over),
-the same rule on upload and download. The real Hub redirects LFS downloads to a CDN; this server answers them
-directly.
+Repos live in `<root>/<type>s/<owner>/<name>/`, as plain files: that folder is the branch `main`. Other
+revisions the real Hub has (`refs/pr/32`, `refs/convert/parquet`, a tag) live in
+`<root>/_revisions/<type>s/<owner>/<name>/<revision, %-quoted>/`. A revision's commit sha is a hash of its files
+(per-file digests are cached by size and mtime, so multi-GB repos are hashed once); a revision is asked for by
+name or by that sha (older commits are not kept). Files are streamed, and `Range` requests (the client's resume)
+are answered with 206. Which files are LFS is decided by a rule like the Hub's default `.gitattributes` (binary
+suffixes, NUL bytes, 10 MB and over), the same rule on upload and download. The real Hub redirects LFS downloads
+to a CDN; this server answers them directly.
+
+Faults, for tests of what a visitor sees when the Hub misbehaves: `hub.inject(file_suffix, kind, times=1)` makes
+the next `times` downloads of a matching file fail: "500" (server error), "404" (file missing), "drop" (the
+connection closes after half the bytes), "size" (the metadata announces a size the body does not have).
 """
 from __future__ import annotations
 
@@ -23,9 +31,10 @@ import json
 import re
 import shutil
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _LFS_SUFFIXES = (
@@ -34,6 +43,16 @@ _LFS_SUFFIXES = (
 )
 _LFS_MIN_SIZE = 10 * 1024 * 1024
 _LFS_STORE = ".lfs-objects"  # uploaded LFS blobs, by sha256, under root; not a repo type folder
+_REVISIONS = "_revisions"  # revisions other than main, under root
+_CHUNK = 1 << 20
+FAULTS = ("500", "404", "drop", "size")
+
+
+@dataclass
+class Fault:
+    suffix: str  # a file path ending, e.g. "model.safetensors"
+    kind: str  # one of FAULTS
+    times: int  # downloads left to spoil
 
 
 def is_lfs(path: str, head: bytes, size: int) -> bool:
@@ -63,15 +82,30 @@ class LocalHub:
         self.errors: list[str] = []  # exceptions raised while answering; the client would retry or use its cache
         self.url: str | None = None
         self.commit_lock = threading.Lock()
+        self.faults: list[Fault] = []
+        self.bytes_served: dict[str, int] = {}  # "repo_type:repo/file" -> body bytes sent
+        self._digests: dict[tuple, tuple[str, str]] = {}  # (path, size, mtime_ns) -> (sha256, git sha1)
+        self._digest_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     # ---------------------------------------------------------------- repos on disk
-    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        return self.root / f"{repo_type}s" / repo_id
+    def repo_dir(self, repo_type: str, repo_id: str, revision: str = "main") -> Path:
+        if revision == "main":
+            return self.root / f"{repo_type}s" / repo_id
+        return self.root / _REVISIONS / f"{repo_type}s" / repo_id / quote(revision, safe="")
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes] | Path, repo_type: str = "model") -> str:
-        """Create or update a repo from `{path: bytes}` or a folder's files; returns its commit sha."""
-        folder = self.repo_dir(repo_type, repo_id)
+    def revisions(self, repo_type: str, repo_id: str) -> list[str]:
+        """The repo's revisions: "main" (when it exists) and the others, by name."""
+        extra = self.root / _REVISIONS / f"{repo_type}s" / repo_id
+        names = [unquote(p.name) for p in sorted(extra.iterdir())] if extra.is_dir() else []
+        return (["main"] if self.repo_dir(repo_type, repo_id).is_dir() else []) + names
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes] | Path, repo_type: str = "model",
+                 revision: str = "main") -> str:
+        """Create or update a repo revision from `{path: bytes}` or a folder's files; returns its commit sha.
+        A revision other than main needs main to exist (as on the Hub, where every repo has its main branch)."""
+        self.repo_dir(repo_type, repo_id).mkdir(parents=True, exist_ok=True)
+        folder = self.repo_dir(repo_type, repo_id, revision)
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(files, (str, Path)):
             shutil.copytree(files, folder, dirs_exist_ok=True)
@@ -81,14 +115,50 @@ class LocalHub:
                 (folder / name).write_bytes(data)
         return self.commit_sha(folder)
 
+    def inject(self, suffix: str, kind: str, times: int = 1) -> None:
+        """Spoil the next `times` downloads of files whose path ends with `suffix` (see the module's docstring)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
+        with self._digest_lock:
+            self.faults.append(Fault(suffix, kind, times))
+
+    def take_fault(self, path: str) -> str | None:
+        with self._digest_lock:
+            for fault in self.faults:
+                if fault.times > 0 and path.endswith(fault.suffix):
+                    fault.times -= 1
+                    return fault.kind
+        return None
+
     @staticmethod
     def files(folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*") if p.is_file())
 
+    def digests(self, path: Path) -> tuple[str, str]:
+        """(sha256, git blob sha1) of a file, computed once per (size, mtime)."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._digest_lock:
+            if key in self._digests:
+                return self._digests[key]
+        sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % st.st_size)
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                sha256.update(chunk)
+                sha1.update(chunk)
+        value = (sha256.hexdigest(), sha1.hexdigest())
+        with self._digest_lock:
+            self._digests[key] = value
+        return value
+
+    def head(self, path: Path) -> bytes:
+        with path.open("rb") as f:
+            return f.read(512)
+
     def commit_sha(self, folder: Path) -> str:
         h = hashlib.sha1()
         for p in self.files(folder):
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + bytes.fromhex(self.digests(p)[0]))
         return h.hexdigest()
 
     # ---------------------------------------------------------------- server
@@ -156,6 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
                     args["repo_type"] = (args.pop("kind", None) or "models")[:-1]  # model web paths have no prefix
                 try:
                     return getattr(self, name)(**args)
+                except ConnectionError:  # the client hung up (a cancelled or timed-out download): not a server bug
+                    self.close_connection = True
+                    return None
                 except Exception as e:  # a server bug: fail the test (see `errors`), not just drop the connection
                     self.hub.errors.append(f"{self.command} {url.path}: {e.__class__.__name__}: {e}")
                     return self._error(500, "InternalError", f"{e.__class__.__name__}: {e}")
@@ -190,15 +263,17 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _repo(self, repo_type: str, repo: str, rev: str | None = None) -> Path | None:
-        """The repo folder, or None after answering 404 (unknown repo, or a revision it does not have)."""
-        folder = self.hub.repo_dir(repo_type, repo)
-        if not folder.is_dir():
+        """The folder of the repo's revision `rev` (a name or a commit sha; None is main), or None after answering
+        404 (unknown repo, or a revision it does not have)."""
+        if not self.hub.repo_dir(repo_type, repo).is_dir():
             self._error(404, "RepoNotFound", f"{repo_type} repository {repo} not found")
             return None
-        if rev is not None and rev not in ("main", self.hub.commit_sha(folder)):
-            self._error(404, "RevisionNotFound", f"revision {rev} not found in {repo}")
-            return None
-        return folder
+        for name in self.hub.revisions(repo_type, repo):
+            folder = self.hub.repo_dir(repo_type, repo, name)
+            if rev in (None, name) or rev == self.hub.commit_sha(folder):
+                return folder
+        self._error(404, "RevisionNotFound", f"revision {rev} not found in {repo}")
+        return None
 
     # ---------------------------------------------------------------- download
     def repo_info(self, repo_type: str, repo: str, rev: str = "main") -> None:
@@ -215,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{sub} not found in {repo}")
         recursive = self.query.get("recursive", ["false"])[0].lower() in ("1", "true")
         paths = sorted(base.rglob("*") if recursive else base.iterdir())
-        self._json([_tree_entry(folder, p) for p in paths])  # one page: no Link header
+        self._json([_tree_entry(self.hub, folder, p) for p in paths])  # one page: no Link header
 
     def resolve(self, repo_type: str, repo: str, rev: str, file: str) -> None:
         if (folder := self._repo(repo_type, repo, rev)) is None:
@@ -224,12 +299,52 @@ class _Handler(BaseHTTPRequestHandler):
         target = (folder / file).resolve()
         if not target.is_relative_to(folder.resolve()) or not target.is_file():
             return self._error(404, "EntryNotFound", f"{file} not found in {repo}", {"X-Repo-Commit": sha})
-        data = target.read_bytes()
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha1(data)}"', "Content-Type": "application/octet-stream"}
-        if is_lfs(file, data, len(data)):
-            lfs_etag = f'"{hashlib.sha256(data).hexdigest()}"'
-            headers.update({"ETag": lfs_etag, "X-Linked-Etag": lfs_etag, "X-Linked-Size": str(len(data))})
-        self._send(200, data, headers)
+        fault = self.hub.take_fault(file) if self.command == "GET" else None
+        if fault == "500":
+            return self._error(500, "InternalError", "the server failed (injected fault)")
+        if fault == "404":
+            return self._error(404, "EntryNotFound", f"{file} not found in {repo} (injected fault)",
+                               {"X-Repo-Commit": sha})
+        size = target.stat().st_size
+        sha256, sha1 = self.hub.digests(target)
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{sha1}"', "Content-Type": "application/octet-stream",
+                   "Accept-Ranges": "bytes"}
+        if is_lfs(file, self.hub.head(target), size):
+            headers.update({"ETag": f'"{sha256}"', "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(size)})
+        start, end = 0, size  # the body is bytes [start, end)
+        if (rng := re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))) and self.command == "GET":
+            start, end = int(rng[1]), min(size, int(rng[2]) + 1 if rng[2] else size)
+            if start >= size:
+                return self._send(416, b"", {"Content-Range": f"bytes */{size}"})
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        if fault == "size":  # a body one byte short of what the metadata announced
+            end = max(start, end - 1)
+        self._stream(206 if start else 200, target, start, end, headers, drop=fault == "drop",
+                     key=f"{repo_type}:{repo}/{file}")
+
+    def _stream(self, status: int, path: Path, start: int, end: int, headers: dict, drop: bool, key: str) -> None:
+        self.send_response(status)
+        for k, v in {"Content-Length": str(end - start), **headers}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        stop = start + (end - start) // 2 if drop else end
+        sent = 0
+        with path.open("rb") as f:
+            f.seek(start)
+            while start + sent < stop:
+                chunk = f.read(min(_CHUNK, stop - start - sent))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        with self.hub.commit_lock:
+            self.hub.bytes_served[key] = self.hub.bytes_served.get(key, 0) + sent
+        if drop:  # the client sees the connection close with bytes missing
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
 
     # ---------------------------------------------------------------- publish
     def create_repo(self) -> None:
@@ -318,14 +433,15 @@ def _file_oid(data: bytes, lfs: bool) -> str:
     return hashlib.sha256(data).hexdigest() if lfs else git_blob_sha1(data)
 
 
-def _tree_entry(folder: Path, p: Path) -> dict:
+def _tree_entry(hub: LocalHub, folder: Path, p: Path) -> dict:
     path = p.relative_to(folder).as_posix()
     if p.is_dir():
         return {"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0}
-    data = p.read_bytes()
-    entry = {"type": "file", "path": path, "size": len(data), "oid": git_blob_sha1(data)}
-    if is_lfs(path, data, len(data)):
-        pointer = lfs_pointer(data)  # on the Hub, the git blob of an LFS file is its pointer
-        entry["oid"] = git_blob_sha1(pointer)
-        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}
+    size = p.stat().st_size
+    sha256, sha1 = hub.digests(p)
+    entry = {"type": "file", "path": path, "size": size, "oid": sha1}
+    if is_lfs(path, hub.head(p), size):
+        pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (sha256.encode(), size)
+        entry["oid"] = git_blob_sha1(pointer)  # on the Hub, the git blob of an LFS file is its pointer
+        entry["lfs"] = {"oid": sha256, "size": size, "pointerSize": len(pointer)}
     return entry
