@@ -3,6 +3,7 @@
     python -m bench                     # run all, then render
     python -m bench --only throughput   # rerun one, render with the stored results of the others
     python -m bench --render            # render from bench/results/*.json only
+    python -m bench --only rehearsal    # the Space with Hub models, on a look-alike Hub (~20 min)
 
 Benchmarks are not tests: CI runs a small smoke version only (tests/test_bench.py).
 """
@@ -12,10 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import scale, search_latency, throughput
+from bench import rehearsal, scale, search_latency, throughput
 
 RESULTS = Path("bench/results")
-BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run}
+BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
+           "rehearsal": rehearsal.run}
 
 
 def _met(ok: bool) -> str:
@@ -45,7 +47,7 @@ def render() -> str:
     parts = []
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
-                      ("scale", scale.markdown)):
+                      ("scale", scale.markdown), ("rehearsal", rehearsal.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

@@ -12,9 +12,9 @@ It answers what the real `huggingface_hub` client (2.4.0, plain HTTP, no Xet) ca
 
 Repos live in `<root>/<type>s/<owner>/<name>/`, as plain files: that folder is the branch `main`. Other
 revisions the real Hub has (`refs/pr/32`, `refs/convert/parquet`, a tag) live in
-`<root>/_revisions/<type>s/<owner>/<name>/<revision, %-quoted>/`. A revision's commit sha is a hash of its files
-(per-file digests are cached by size and mtime, so multi-GB repos are hashed once); a revision is asked for by
-name or by that sha (older commits are not kept). Files are streamed, and `Range` requests (the client's resume)
+`<root>/_revisions/<type>s/<owner>/<name>/<revision, %-quoted>/`. A revision's commit sha is a hash of its file names, sizes
+and mtimes; file digests (ETags) are computed once per file version, or all at once by `warm()`; a revision is
+asked for by name or by its sha (older commits are not kept). Files are streamed, and `Range` requests (the client's resume)
 are answered with 206. Which files are LFS is decided by a rule like the Hub's default `.gitattributes` (binary
 suffixes, NUL bytes, 10 MB and over), the same rule on upload and download. The real Hub redirects LFS downloads
 to a CDN; this server answers them directly.
@@ -156,10 +156,19 @@ class LocalHub:
             return f.read(512)
 
     def commit_sha(self, folder: Path) -> str:
+        """A revision's commit: a hash of its file names, sizes and modification times (cheap for multi-GB repos;
+        any change to a file changes it, as a new commit would on the Hub)."""
         h = hashlib.sha1()
         for p in self.files(folder):
-            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + bytes.fromhex(self.digests(p)[0]))
+            st = p.stat()
+            h.update(b"%s\0%d\0%d\n" % (p.relative_to(folder).as_posix().encode(), st.st_size, st.st_mtime_ns))
         return h.hexdigest()
+
+    def warm(self) -> None:
+        """Hash every file now (the ETags a download asks for), so no client request waits for a multi-GB hash."""
+        for p in self.files(self.root):
+            if _LFS_STORE not in p.parts:
+                self.digests(p)
 
     # ---------------------------------------------------------------- server
     def start(self) -> LocalHub:

@@ -98,6 +98,10 @@ class Services:
             ) from e
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             raise AssetError(f"Model {spec.name!r} could not be loaded from {spec.source}: {e}") from e
+        except Exception as e:  # a library failing in a way of its own: still name the model, never a bare 500
+            log.exception("loading %s failed", spec.name)
+            raise AssetError(f"Model {spec.name!r} could not be loaded from {spec.source} "
+                             f"({e.__class__.__name__}: {e}); check that its files match its family {spec.family!r}.") from e
 
     def _index_folder(self, spec):
         """Where the index is: its source, or, for an index the app builds itself, a finished build; a missing

@@ -112,28 +112,39 @@ def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, mode
 
 
 def build(
-    services: Services, model: str, dataset_source: str, config: str, split: str, out: Path, limit: int | None = None
+    services: Services, model: str, dataset_source: str, config: str, split: str, out: Path, limit: int | None = None,
+    sample: int | None = None,
 ) -> IndexInfo:
+    """`dataset_source` is a dataset named in the catalog (any layout of `core.layouts`), or a folder / hf-hub:
+    source in the corpus layout."""
+    from core.layouts import DatasetSpec, load_split as load_layout
+
     encoder = services.encoder(model)
-    data = load_rows(dataset_source, config, split, limit)
+    spec = services.catalog.datasets.get(dataset_source) or DatasetSpec(dataset_source, dataset_source)
+    data = load_layout(spec, config, split, sample=sample)
+    if limit:
+        data = data.select(range(min(limit, len(data))))
     xb = embed_images(encoder, data)
     return index_from_embeddings(xb, metadata(data), out, model=model, model_revision=encoder.revision,
-                                 dataset_source=dataset_source, config=config, split=split)
+                                 dataset_source=spec.source, config=config or spec.layout, split=split)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Build a FAISS index of a dataset split with a catalog model.")
     p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True, help="folder or hf-hub:owner/dataset[@rev]")
+    p.add_argument("--dataset", required=True,
+                   help="a dataset named in the catalog (any layout), or a folder / hf-hub:owner/dataset[@rev] in the "
+                        "corpus layout")
     p.add_argument("--config", default="scenes")
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--catalog", default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="the split's first N rows")
+    p.add_argument("--sample", type=int, default=None, help="a seeded random sample of N rows")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     services = Services(load_catalog(args.catalog))
-    build(services, args.model, args.dataset, args.config, args.split, args.out, args.limit)
+    build(services, args.model, args.dataset, args.config, args.split, args.out, args.limit, args.sample)
 
 
 if __name__ == "__main__":

@@ -233,3 +233,31 @@ def test_reduced_rehearsal_every_hub_model_answers_every_endpoint(tmp_path):
     endpoints = {(c["model"], c["endpoint"].split(" ")[0]) for c in result["calls"]}
     assert {("blip-base-captioning", "/caption"), ("clip-vit-b-32-laion2b", "/categorise"),
             ("siglip-base", "/search"), ("openai-clip-vit-b-32", "/search")} <= endpoints
+
+
+def test_space_card_pins_each_model_to_the_commit_and_files_it_loads(local_hub, tmp_path):
+    from pipelines.space_card import card_fields, write_front_matter
+
+    local_hub.add_repo("laion/clip", {"open_clip_config.json": b"{}", "open_clip_model.safetensors": b"\x00" * 8,
+                                      "open_clip_pytorch_model.bin": b"\x80" * 8, "model.safetensors": b"\x00" * 8,
+                                      "config.json": b"{}"})
+    local_hub.add_repo("openai/clip", {"config.json": b"{}", "pytorch_model.bin": b"\x80" * 8, "tf_model.h5": b"h"})
+    pr = local_hub.add_repo("openai/clip", {"config.json": b"{}", "pytorch_model.bin": b"\x80" * 8,
+                                            "tf_model.h5": b"h", "model.safetensors": b"\x00" * 8,
+                                            "vocab.json": b"{}"}, revision="refs/pr/32")
+    local_hub.add_repo("jxie/flickr8k", {"data/test-0.parquet": b"p"}, repo_type="dataset")
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('''[models.a]\nfamily = "open_clip"\nsource = "hf-hub:laion/clip"
+[models.b]\nfamily = "hf_clip"\nsource = "hf-hub:openai/clip@refs/pr/32"
+[datasets]\nflickr8k = { source = "hf-hub:jxie/flickr8k", layout = "flickr8k-parquet" }
+''')
+    fields = card_fields(load_catalog(catalog))
+    assert fields["models"] == ["laion/clip", "openai/clip"] and fields["datasets"] == ["jxie/flickr8k"]
+    assert fields["preload_from_hub"][1] == f"openai/clip config.json,model.safetensors,vocab.json {pr}"
+    assert fields["preload_from_hub"][0].startswith("laion/clip open_clip_config.json,open_clip_model.safetensors ")
+    readme = tmp_path / "README.md"
+    readme.write_text("---\ntitle: x\nmodels:\n  - old/model\nsdk: gradio\n---\n# body\n")
+    write_front_matter(readme, fields)
+    text = readme.read_text()
+    assert "old/model" not in text and "title: x\nsdk: gradio\nmodels:\n  - laion/clip" in text
+    assert text.endswith("---\n# body\n")
