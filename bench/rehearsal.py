@@ -173,7 +173,8 @@ def run(reduced: bool = False, hub_dir: Path | None = None, repeats: int | None 
         home = tmp / "hf-home"
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
                "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "HF_TOKEN": "", "VLSTUDIO_INDEX_DIR": str(tmp / "indexes"), "PYTHONUNBUFFERED": "1"}
+               "HF_TOKEN": "", "VLSTUDIO_INDEX_DIR": str(tmp / "indexes"), "PYTHONUNBUFFERED": "1",
+               "VLSTUDIO_MAX_MODELS": "8"}  # as README's Space settings: every Hub model stays loaded once
         env.pop("HF_HUB_OFFLINE", None)
         images = _example_images(tmp, plan)
         port = _free_port()

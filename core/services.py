@@ -7,6 +7,7 @@ visitors switch models). Loading failures become `AssetError`s that name the ass
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -16,6 +17,7 @@ from core.catalog import Catalog
 from core.sources import SourceError, SourceNotFound, resolve
 
 log = logging.getLogger(__name__)
+MAX_MODELS_ENV = "VLSTUDIO_MAX_MODELS"
 
 
 class AssetError(RuntimeError):
@@ -62,10 +64,13 @@ class BoundedCache:
 class Services:
     """What the tabs call: the catalog plus cached encoders and indexes."""
 
-    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6, index_dir=None):
+    def __init__(self, catalog: Catalog, max_models: int | None = None, max_indexes: int = 6, index_dir=None):
         from core.index_builds import IndexBuilds
 
         self.catalog = catalog
+        # 3 by default; a Space with more memory holds every Hub model at once (VLSTUDIO_MAX_MODELS=8 for
+        # catalog.hub.toml: about 4 GB for its four Hub models, measured by the rehearsal)
+        max_models = max_models or int(os.environ.get(MAX_MODELS_ENV, "3"))
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
         self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)
