@@ -1,8 +1,8 @@
 """Loaded models and indexes, shared by every tab and visitor: lazy, once per process, bounded.
 
-Nothing loads at import or at start; the first request for a model loads it, later ones reuse it, and the
-least recently used model is evicted when more than `max_models` are loaded (memory stays bounded while
-visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
+Nothing loads at import; the first request for a model loads it (or the warm start, `core.warmup`, right after
+the server is up), later ones reuse it, and the least recently used model is evicted when more than
+`max_models` are loaded (memory stays bounded while visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from core.catalog import Catalog
 from core.sources import SourceError, resolve
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_MODELS = 3
 
 
 class AssetError(RuntimeError):
@@ -58,8 +59,11 @@ class BoundedCache:
 class Services:
     """What the tabs call: the catalog plus cached encoders and indexes."""
 
-    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6):
+    def __init__(self, catalog: Catalog, max_models: int | None = None, max_indexes: int = 6):
         self.catalog = catalog
+        if max_models is None:  # room for visitors switching models, plus the models the catalog keeps warm
+            max_models = DEFAULT_MAX_MODELS + sum(spec.warm for spec in catalog.models.values())
+        self.max_models = max_models
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
 

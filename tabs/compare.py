@@ -8,8 +8,9 @@ from matplotlib.figure import Figure
 
 from core.compare import load_evaluations, long_table, wide_table
 from core.inputs import InputError
-from core.services import Services
-from tabs.common import visitor_errors
+from core.services import BoundedCache, Services
+from core.warmup import WarmStart
+from tabs.common import Arrival, rendered, visitor_errors, worked_answer
 from tabs.search import run_search
 
 SIDE_BY_SIDE_K = 6
@@ -123,12 +124,13 @@ def _shared_collections(services: Services, models: list[str]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def build(services: Services) -> None:
+def build(services: Services, warm: WarmStart) -> Arrival:
+    """The tab; its plots are drawn once per process (by the warm start) and shown on arrival."""
     evaluations = load_evaluations(services.catalog)
     headers, rows = wide_table(evaluations)
     search_models = services.catalog.search_models()
     shared = _shared_collections(services, search_models[:2])
-    with gr.Tab("Compare", id="compare", elem_id="compare-tab") as tab:
+    with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
         gr.Markdown(
             "Every figure here is read from the evaluation files written by `python -m evaluation.evaluate` "
             "(fixed seed, standard protocols) and stored beside each model. Click a column header to sort."
@@ -140,7 +142,13 @@ def build(services: Services) -> None:
         with gr.Tab("Confusion matrices"):
             style = gr.Radio(["descriptive", "bare"], value="descriptive", label="Zero-shot prompts")
             cm_plot = gr.Plot(elem_id="compare-confusion")
-            style.change(lambda s: confusion_figure(evaluations, s), style, cm_plot, api_visibility="private")
+            confusions = BoundedCache(4)  # one drawing per prompt style, shared by every visitor
+
+            def on_style(s: str):
+                s = s if s in ("descriptive", "bare") else "descriptive"
+                return confusions.get(s, lambda: rendered([cm_plot], [confusion_figure(evaluations, s)])[0])
+
+            style.change(on_style, style, cm_plot, postprocess=False, api_visibility="private")
         with gr.Tab("Score distributions"):
             gr.Markdown("Cosine similarity of matching (caption, its image) and non-matching pairs. Models use "
                         "different score scales; what ranks images well is the gap between the two, not the "
@@ -174,9 +182,9 @@ def build(services: Services) -> None:
             for dd in (left, right):
                 dd.change(on_models, [left, right], collection, api_visibility="private")
 
-        # Plots are drawn when a visitor first opens the tab, not at start-up (about a second of matplotlib).
-        tab.select(lambda s: (confusion_figure(evaluations, s), score_figure(evaluations), cost_figure(evaluations)),
-                   style, [cm_plot, score_plot, cost_plot], api_visibility="private")
+        # Drawn once per process by the warm start (about a second of matplotlib), not at build time nor per visitor.
+        arrival = worked_answer(warm, "compare plots", [cm_plot, score_plot, cost_plot], lambda: (
+            confusion_figure(evaluations, style.value), score_figure(evaluations), cost_figure(evaluations)))
 
         def compare_api(model: str = "") -> list[dict]:
             """Every measured figure as rows {model, dataset, split, metric, value, command}, read from the
@@ -189,3 +197,4 @@ def build(services: Services) -> None:
             return rows
 
         gr.api(compare_api, api_name="compare", concurrency_limit=4)
+    return arrival
