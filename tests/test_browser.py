@@ -111,3 +111,28 @@ def test_every_tab_shows_its_worked_answer_on_arrival(app_url, page):
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-confusion img").first.wait_for(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "arrival-compare.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_a_line_shows_while_the_warm_start_downloads(page):
+    """While a warm-up step with a notice runs (a Hub download), the page says so; the line goes when it ends."""
+    import threading
+
+    from app import build_demo, launch
+    from core.catalog import load_catalog
+    from core.warmup import WarmStart
+
+    warm, release = WarmStart(), threading.Event()
+    warm.add("download", lambda: release.wait(60), notice="⏳ Downloading **big-model** from the Hugging Face Hub")
+    demo = build_demo(load_catalog(), warm=warm)
+    launch(demo, warm, server_name="127.0.0.1")
+    try:
+        page.goto(demo.local_url)
+        line = page.get_by_text("big-model")
+        line.wait_for(timeout=30_000)
+        assert "Hugging Face Hub" in page.locator("body").inner_text()
+        release.set()
+        line.wait_for(state="detached", timeout=30_000)
+    finally:
+        release.set()
+        demo.close()
