@@ -95,11 +95,17 @@ def build_demo(catalog: Catalog, services: Services | None = None, warm: WarmSta
 
 
 def _add_model_steps(services: Services, warm: WarmStart, arrivals: list) -> None:
-    """After the worked answers: all of each tab's default model (every index built with it, class embeddings for
-    both prompt styles), then the models the catalog marks `warm = true` (Hub models download here)."""
-    defaults = [m for arrival in arrivals for m in arrival.models]
-    for name in dict.fromkeys(defaults + warm_models(services)):
-        add_model_steps(warm, services, name)
+    """After the worked answers: what each tab's default model needs for that tab (a search model's indexes, a
+    zero-shot model's class embeddings in both prompt styles), then the models the catalog marks `warm = true`
+    (Hub models download here)."""
+    tasks: dict[str, set[str]] = {}
+    for arrival in arrivals:
+        for name in arrival.models:
+            tasks.setdefault(name, set()).add(arrival.task)
+    for name in warm_models(services):
+        tasks.setdefault(name, set()).update(services.catalog.model(name).tasks)
+    for name, needs in tasks.items():
+        add_model_steps(warm, services, name, needs)
 
 
 def _wire_warm_notice(demo: gr.Blocks, warm: WarmStart, line: gr.Markdown) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,21 +93,32 @@ class WarmStart:
                  len(self.errors))
 
 
-def add_model_steps(warm: WarmStart, services: Services, name: str) -> None:
-    """Steps that load catalog model `name`, every index built with it, and (for zero-shot categorisation) its
-    class embeddings for the catalogue's categories; a Hub model carries a visible download notice."""
+def add_model_steps(warm: WarmStart, services: Services, name: str, tasks: Collection[str] | None = None) -> None:
+    """Steps that load catalog model `name` and what `tasks` (default: all of the model's) need of it: for search
+    every index built with it, for zero-shot categorisation its class embeddings of the catalogue's categories in
+    both prompt styles. A Hub model's steps carry a visible download notice."""
     from core.categorise import class_embeddings
     from models.zero_shot import catalogue_classes
 
     spec = services.catalog.model(name)
+    tasks = set(spec.tasks if tasks is None else tasks) & set(spec.tasks)
     notice = (f"⏳ **Warm start**: downloading and loading **{name}** from the Hugging Face Hub; it answers as "
               "soon as it is ready (the other models already do)." if spec.source.startswith("hf-hub:") else None)
-    warm.add(f"model {name}", lambda: services.encoder(name), notice)
-    for collection in services.catalog.collections(name):
-        warm.add(f"index {name} / {collection}", lambda c=collection: services.index(name, c), notice)
-    if "categorise" in spec.tasks:
+    model_step = f"model {name}"
+    warm.add(model_step, lambda: services.encoder(name), notice)
+
+    def loaded_encoder():
+        if model_step in warm.errors:  # do not retry (and wait on the Hub again) for each index and embedding
+            raise RuntimeError(f"skipped: {name} did not load")
+        return services.encoder(name)
+
+    if "search" in tasks:
+        for collection in services.catalog.collections(name):
+            warm.add(f"index {name} / {collection}",
+                     lambda c=collection: loaded_encoder() and services.index(name, c), notice)
+    if "categorise" in tasks:
         def embeddings():
-            encoder = services.encoder(name)
+            encoder = loaded_encoder()
             if hasattr(encoder, "encode_text"):  # zero-shot models only; a supervised classifier has none
                 for style in ("descriptive", "bare"):
                     class_embeddings(encoder, catalogue_classes(), style)

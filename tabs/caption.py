@@ -80,7 +80,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         image.upload(on_caption, [image, model, beam], outputs, api_visibility="private")
         arrival = worked_answer(warm, "caption worked answer", outputs,
                                 lambda: on_caption(examples[0], model.value, DEFAULT_BEAM),
-                                models=[model.value])
+                                models=[model.value], task="caption")
 
         def caption_api(image: FileData | None = None, model: str = "", beam_size: int = 3) -> dict:
             """Caption a photo. Returns {caption, tokens, attention}: one attention map per token, each a 2-D

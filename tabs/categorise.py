@@ -175,7 +175,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         style.change(lambda st: gr.Textbox(visible=STYLES[st] == "custom"), style, labels, api_visibility="private")
         arrival = worked_answer(warm, "categorise worked answer", [label, heat, explain],
                                 lambda: on_categorise(examples[0], "", default, "descriptive prompts"),
-                                models=[default])
+                                models=[default], task="categorise")
         analysis_out = [cm_plot, sim_plot, top_gallery]
         acc.expand(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
         for c in (cm_model, cm_style):

@@ -54,7 +54,8 @@ class Arrival:
 
     step: str
     outputs: list[gr.components.Component]
-    models: list[str]  # the catalog models the answer uses: the tab's defaults, which the warm start loads whole
+    models: list[str]  # the tab's default models, which the warm start prepares for `task`
+    task: str = ""  # "search", "categorise", "caption": what the tab does with them
 
 
 def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) -> list:
@@ -68,10 +69,10 @@ def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) 
 
 
 def worked_answer(warm: WarmStart, step: str, outputs: Sequence[gr.components.Component],
-                  compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = ()) -> Arrival:
+                  compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = (), task: str = "") -> Arrival:
     """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step."""
     warm.add(step, lambda: rendered(outputs, compute()))
-    return Arrival(step, list(outputs), [m for m in models if m])
+    return Arrival(step, list(outputs), [m for m in models if m], task)
 
 
 def arrival_handler(warm: WarmStart, arrival: Arrival) -> Callable[[], list]:

@@ -184,7 +184,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
 
         # Drawn once per process by the warm start (about a second of matplotlib), not at build time nor per visitor.
         arrival = worked_answer(warm, "compare plots", [cm_plot, score_plot, cost_plot], lambda: (
-            confusion_figure(evaluations, style.value), score_figure(evaluations), cost_figure(evaluations)))
+            confusion_figure(evaluations, style.value), score_figure(evaluations), cost_figure(evaluations)),
+            models=search_models[:2], task="search")  # the side-by-side search's defaults
 
         def compare_api(model: str = "") -> list[dict]:
             """Every measured figure as rows {model, dataset, split, metric, value, command}, read from the

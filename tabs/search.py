@@ -89,7 +89,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         model.change(on_model, model, collection, api_visibility="private")
         arrival = worked_answer(warm, "search worked answer", [gallery, notes],
                                 lambda: on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model.value, collection.value),
-                                models=[model.value])
+                                models=[model.value], task="search")
 
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
