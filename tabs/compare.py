@@ -62,11 +62,11 @@ def score_figure(evaluations: list[dict]):
     for ax, ev in zip(axes, shown):
         s = ev["scores"]
         bins = np.array(s["bins"])
-        centres, width = (bins[:-1] + bins[1:]) / 2, np.diff(bins)
         for key, colour in (("non_matching", "#999999"), ("matching", "#d62728")):
             counts = np.array(s[key], dtype=float)
-            ax.bar(centres, counts / max(1, counts.sum()), width=width, alpha=0.6, color=colour,
-                   label=f"{key.replace('_', '-')} (mean {s[key + '_mean']:.2f})")
+            # one filled step outline per histogram: the same picture as a bar per bin, a hundred times fewer artists
+            ax.stairs(counts / max(1, counts.sum()), bins, fill=True, alpha=0.6, color=colour,
+                      label=f"{key.replace('_', '-')} (mean {s[key + '_mean']:.2f})")
         ax.set_title(f"{ev['model']} · {ev['config']}/{ev['split']} · gap {s['gap']:.2f}", fontsize=9)
         ax.set_xlabel("cosine similarity", fontsize=8)
         ax.legend(fontsize=7)
