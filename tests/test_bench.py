@@ -45,3 +45,20 @@ def test_scale_benchmark_smoke(monkeypatch):
     r = scale.run_one(xb, xq[:20], xq[20:], "smoke")
     assert r["ours"]["factory"].startswith("IVF") and 0 <= r["ours"]["recall@10"] <= 1
     assert "scale" in scale.markdown({"date": "now", "runs": [r]}).lower()
+
+
+def test_first_minute_section_renders_before_and_after():
+    """The "First minute" section from a result shaped like bench.first_minute's (no processes started here)."""
+    from bench import first_minute
+
+    calls = {n: {"latency_s": 0.2, "answered_after_start_s": 12.0} for n in ("categorise", "caption", "search")}
+    tabs = {t: 1.5 for t in first_minute.TAB_RESULT}
+    run = {"server_up_s": 5.0, "first_calls": calls,
+           "browser": {"page_to_tabs_s": tabs, "page_to_answer_s": tabs, "open_compare_to_plots_s": 0.4}}
+    after = {"date": "now", "label": "after", "early": run, "warm": {**run, "warm_done_s": 11.0}}
+    before = {"date": "then", "label": "before", "early": {**run, "browser": {
+        "page_to_tabs_s": tabs, "page_to_answer_s": dict.fromkeys(tabs), "open_compare_to_plots_s": 3.1}}}
+    md = first_minute.markdown(after, before)
+    assert md.startswith("## First minute") and "no warm start" in md and "no answer" in md
+    assert "**not met**" not in md and md.count("| met |") == 9
+    assert "Before: not measured" in first_minute.markdown(after)
