@@ -178,3 +178,23 @@ def test_a_hub_model_marked_warm_downloads_at_start_behind_a_visible_line(local_
     assert services.loaded_models() == ["demo-clip"] and loads == {"demo-clip": 1}
     assert any(r.startswith("GET /vl-studio/demo-clip/resolve/") for r in local_hub.requests)
     assert any(r.startswith("GET /datasets/vl-studio/index-demo-scenes/resolve/") for r in local_hub.requests)
+
+
+def test_worked_answers_are_computed_once_and_served_to_every_page_load(monkeypatch):
+    """Each tab's page-load handler returns the same rendered answer to every visitor; the search behind the Search
+    tab's answer ran once."""
+    import tabs.search
+    from app import build_demo
+
+    searches = Counter()
+    real = tabs.search.search_text
+    monkeypatch.setattr(tabs.search, "search_text", lambda *a: searches.update(["text"]) or real(*a))
+    warm = WarmStart()
+    demo = build_demo(load_catalog(), warm=warm)
+    on_load = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_load"]
+    assert len(on_load) == 4  # Search, Categorise, Caption, Compare
+    first, second = [fn() for fn in on_load], [fn() for fn in on_load]
+    assert all(a is b for a, b in zip(first, second)) and searches == {"text": 1}
+    gallery, notes = first[0]
+    assert len(gallery) == 12 and "cosine similarity" in notes
+    assert all(answer and all(v is not None for v in answer) for answer in first)
