@@ -69,9 +69,10 @@ WARM_POLL_S = 2.0  # how often an open page asks whether the warm start has news
 
 def build_demo(catalog: Catalog, services: Services | None = None, warm: WarmStart | None = None) -> gr.Blocks:
     """The app. Each tab's worked answer and the models behind it are steps of `warm`, which `launch` starts
-    once the server is up; a page that loads before a step is done waits for it (it is never computed twice)."""
-    from tabs.common import arrival_handler
+    once the server is up; a page that loads before a step is done waits for it (it is never computed twice).
+    Without `launch` (tests that only build the app), the first page load computes the answers, once."""
     from tabs import caption, categorise, compare, search
+    from tabs.common import arrival_handler
 
     configure_plots()
     services = services or Services(catalog)

@@ -112,10 +112,13 @@ def add_model_steps(warm: WarmStart, services: Services, name: str, tasks: Colle
             raise RuntimeError(f"skipped: {name} did not load")
         return services.encoder(name)
 
+    def index(collection: str):
+        loaded_encoder()
+        return services.index(name, collection)
+
     if "search" in tasks:
         for collection in services.catalog.collections(name):
-            warm.add(f"index {name} / {collection}",
-                     lambda c=collection: loaded_encoder() and services.index(name, c), notice)
+            warm.add(f"index {name} / {collection}", lambda c=collection: index(c), notice)
     if "categorise" in tasks:
         def embeddings():
             encoder = loaded_encoder()
