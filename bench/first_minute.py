@@ -148,14 +148,18 @@ def browser(app: App, timeout_s: float = 10) -> dict:
 
 
 def scenario(root: Path, wait_for_warm: bool, port: int) -> dict:
+    import os
+
     app = App(root, port)
     try:
-        r: dict = {"server_up_s": app.wait_until(app.answering, "server answering")}
+        r: dict = {"load_avg_1min_at_start": os.getloadavg()[0],  # other work on the machine inflates every figure
+                   "server_up_s": app.wait_until(app.answering, "server answering")}
         if wait_for_warm:
             r["warm_done_s"] = app.wait_until(app.warm_done, "warm start done")
             r["warm_steps_s"] = app.warm_steps()
         r["first_calls"] = first_calls(app)
         r["browser"] = browser(app)
+        r["load_avg_1min_at_end"] = os.getloadavg()[0]
         return r
     finally:
         app.close()
@@ -217,6 +221,9 @@ def markdown(after: dict, before: dict | None = None) -> str:
     table = "\n".join(f"| {what} | {bef or na} | {aft} | {goal} | {ok} |" for what, bef, aft, goal, ok in rows)
     early = "; ".join(f"`/{n}` {c['latency_s']:.2f} s (answered {c['answered_after_start_s']:.1f} s after start)"
                       for n, c in e["first_calls"].items())
+    loads = ", ".join(f"{name} {r['load_avg_1min_at_start']:.1f}→{r['load_avg_1min_at_end']:.1f}"
+                      for name, r in (("before", b), ("after, warm", w), ("after, early", e))
+                      if r and "load_avg_1min_at_start" in r)
     before_line = (f"Before: `{before['label']}` measured {before['date']} with the same code "
                    "(`python -m bench.first_minute --root <checkout of 3df1a78> --label before "
                    "--out bench/results/first_minute_before.json`)." if before else "Before: not measured.")
@@ -224,7 +231,8 @@ def markdown(after: dict, before: dict | None = None) -> str:
 
 `python -m bench.first_minute` (also `python -m bench --only first_minute`), {after['date']}: a fresh
 `python app.py` per scenario, the API through `gradio_client`, pages in headless Chromium (Debian's package).
-{before_line} Single measurements on 2 CPUs shared with other work, so they vary by a second or more between runs.
+{before_line} Single measurements on 2 CPUs shared with other work, so they vary by a second or more between runs
+(1-minute load average at the start and end of each run: {loads or "not recorded"}).
 
 | figure | before | after | goal | |
 |---|---|---|---|---|
