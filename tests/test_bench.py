@@ -56,10 +56,11 @@ def test_first_minute_section_renders_before_and_after():
     browser = {"page_to_tabs_s": tabs, "page_to_answer_s": tabs, "open_compare_to_plots_s": 0.4}
     process = {"server_up_s": 5.0, "load_avg_1min_at_start": 1.0, "load_avg_1min_at_end": 2.0}
     after = {"date": "now", "label": "after", "cold": calls,
-             "warm": {**process, "warm_done_s": 11.0, "first_calls": calls, "browser": browser}}
+             "warm": {**process, "warm_done_s": 11.0, "first_calls": calls, "browser": browser,
+                      "cpu_s_at_server_up": 4.0, "cpu_s_at_warm_done": 12.5}}
     before = {"date": "then", "label": "before", "cold": calls, "page": {**process, "browser": {
         "page_to_tabs_s": tabs, "page_to_answer_s": dict.fromkeys(tabs), "open_compare_to_plots_s": 3.1}}}
     md = first_minute.markdown(after, before)
     assert md.startswith("## First minute") and "no warm start" in md and "no answer" in md
     assert "**not met**" not in md and md.count("| met |") == 9
-    assert "Before: not measured" in first_minute.markdown(after)
+    assert "4.0 s / 12.5 s" in md and "Before: not measured" in first_minute.markdown(after)
