@@ -1,8 +1,8 @@
 """Loaded models and indexes, shared by every tab and visitor: lazy, once per process, bounded.
 
-Nothing loads at import or at start; the first request for a model loads it, later ones reuse it, and the
-least recently used model is evicted when more than `max_models` are loaded (memory stays bounded while
-visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
+Nothing loads at import; the first request for a model loads it (or the warm start, `core.warmup`, right after
+the server is up), later ones reuse it, and the least recently used model is evicted when more than
+`max_models` are loaded (memory stays bounded while visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.sources import SourceError, SourceNotFound, resolve
 
 log = logging.getLogger(__name__)
 MAX_MODELS_ENV = "VLSTUDIO_MAX_MODELS"
+DEFAULT_MAX_MODELS = 3
 
 
 class AssetError(RuntimeError):
@@ -68,9 +69,11 @@ class Services:
         from core.index_builds import IndexBuilds
 
         self.catalog = catalog
-        # 3 by default; a Space with more memory holds every Hub model at once (VLSTUDIO_MAX_MODELS=8 for
-        # catalog.hub.toml: about 4 GB for its four Hub models, measured by the rehearsal)
-        max_models = max_models or int(os.environ.get(MAX_MODELS_ENV, "3"))
+        if max_models is None:  # $VLSTUDIO_MAX_MODELS (a Space holding every Hub model: 8), else room for
+            # visitors switching models plus the models the catalog keeps warm
+            env = os.environ.get(MAX_MODELS_ENV)
+            max_models = int(env) if env else DEFAULT_MAX_MODELS + sum(spec.warm for spec in catalog.models.values())
+        self.max_models = max_models
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
         self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)

@@ -45,13 +45,15 @@ def point_client_at(hub: LocalHub, home, monkeypatch) -> None:
 
 @pytest.fixture(scope="session")
 def app_url():
-    """The real app on the bundled catalog, launched once for every test that drives it over HTTP."""
-    from app import MAX_FILE_SIZE, build_demo, configure_threads
+    """The real app on the bundled catalog (warm start included), launched once for every test that drives it over HTTP."""
+    from app import MAX_FILE_SIZE, build_demo, configure_threads, launch
     from core.catalog import load_catalog
+    from core.warmup import WarmStart
 
     configure_threads()
-    demo = build_demo(load_catalog())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size=MAX_FILE_SIZE)
+    warm = WarmStart()
+    demo = build_demo(load_catalog(), warm=warm)
+    launch(demo, warm, server_name="127.0.0.1", max_file_size=MAX_FILE_SIZE)  # with its warm start, as `python app.py`
     try:
         yield demo.local_url
     finally:

@@ -45,3 +45,22 @@ def test_scale_benchmark_smoke(monkeypatch):
     r = scale.run_one(xb, xq[:20], xq[20:], "smoke")
     assert r["ours"]["factory"].startswith("IVF") and 0 <= r["ours"]["recall@10"] <= 1
     assert "scale" in scale.markdown({"date": "now", "runs": [r]}).lower()
+
+
+def test_first_minute_section_renders_before_and_after():
+    """The "First minute" section from a result shaped like bench.first_minute's (no processes started here)."""
+    from bench import first_minute
+
+    calls = {n: {"latency_s": 0.2, "answered_after_start_s": 12.0} for n in first_minute.CALLS}
+    tabs = {t: 1.5 for t in first_minute.TAB_RESULT}
+    browser = {"page_to_tabs_s": tabs, "page_to_answer_s": tabs, "open_compare_to_plots_s": 0.4}
+    process = {"server_up_s": 5.0, "load_avg_1min_at_start": 1.0, "load_avg_1min_at_end": 2.0}
+    after = {"date": "now", "label": "after", "cold": calls,
+             "warm": {**process, "warm_done_s": 11.0, "first_calls": calls, "browser": browser,
+                      "cpu_s_at_server_up": 4.0, "cpu_s_at_warm_done": 12.5}}
+    before = {"date": "then", "label": "before", "cold": calls, "page": {**process, "browser": {
+        "page_to_tabs_s": tabs, "page_to_answer_s": dict.fromkeys(tabs), "open_compare_to_plots_s": 3.1}}}
+    md = first_minute.markdown(after, before)
+    assert md.startswith("## First minute") and "no warm start" in md and "no answer" in md
+    assert "**not met**" not in md and md.count("| met |") == 9
+    assert "4.0 s / 12.5 s" in md and "Before: not measured" in first_minute.markdown(after)
