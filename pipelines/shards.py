@@ -25,10 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as pads
 
 from core.catalog import load_catalog
 from core.services import Services
-from pipelines.build_index import embed_images, index_from_embeddings, load_rows, metadata
+from core.sources import resolve
+from demo_world.corpus import split_files
+from pipelines.build_index import embed_rows, index_from_embeddings, load_rows, metadata
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"embeddings-(\d{5})-of-(\d{5})\.parquet")
@@ -44,16 +47,17 @@ def embed_shard(services: Services, model: str, dataset_source: str, config: str
         raise ValueError(f"shard must be in 0..{num_shards - 1}, got {shard}")
     encoder = services.encoder(model)
     data = load_rows(dataset_source, config, split, limit).shard(num_shards, shard, contiguous=True)
-    xb = embed_images(encoder, data) if len(data) else np.zeros((0, encoder.dim), np.float32)
-    table = metadata(data)
-    table["embedding"] = list(xb)
+    done = embed_rows(encoder, data)
+    table = metadata(data.select(done.rows))
+    table["embedding"] = list(done.xb)
     path = shard_path(out, shard, num_shards)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     table.to_parquet(tmp, index=False)
     tmp.replace(path)  # a killed task leaves no half-written shard under the final name
     (path.parent / f"{path.stem}.json").write_text(json.dumps({"model": model, "model_revision": encoder.revision,
-                                                                "rows": len(table), "dim": int(encoder.dim)}) + "\n")
+                                                                "rows": len(table), "dim": int(encoder.dim),
+                                                                "skipped": done.skipped}) + "\n")
     log.info("wrote %s (%d rows)", path, len(table))
     return path
 
@@ -82,8 +86,25 @@ def read_shards(folder: Path) -> tuple[np.ndarray, pd.DataFrame, dict]:
     return xb, meta, sides[0]
 
 
-def merge(model: str, dataset_source: str, config: str, split: str, embeddings: Path, out: Path):
-    xb, meta, side = read_shards(embeddings)
+def split_ids(dataset_source: str, config: str, split: str) -> list[str]:
+    """The split's ids in its row order (the single-pass order), read from the id column alone."""
+    files = split_files(resolve(dataset_source, repo_type="dataset"), config, split)
+    return pads.dataset([str(f) for f in files], format="parquet").to_table(columns=["id"])["id"].to_pylist()
+
+
+def is_ray_output(embeddings: str | Path) -> bool:
+    """A Ray run writes to any URL, under its own file names; `embed` writes embeddings-<i>-of-<n>.parquet."""
+    return "://" in str(embeddings) or not any(Path(embeddings).glob("embeddings-*-of-*.parquet"))
+
+
+def merge(model: str, dataset_source: str, config: str, split: str, embeddings: str | Path, out: Path):
+    """Build the index from the shards of `embed` or the output of a Ray run (`pipelines.ray_shards`)."""
+    if is_ray_output(embeddings):
+        from pipelines.ray_shards import read_ray_output
+
+        xb, meta, side = read_ray_output(str(embeddings), split_ids(dataset_source, config, split))
+    else:
+        xb, meta, side = read_shards(Path(embeddings))
     if side["model"] != model:
         raise ValueError(f"the shards in {embeddings} were embedded with {side['model']!r}, not {model!r}")
     return index_from_embeddings(xb, meta, out, model=model, model_revision=side["model_revision"],
@@ -93,8 +114,10 @@ def merge(model: str, dataset_source: str, config: str, split: str, embeddings: 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="step", required=True)
-    for name in ("embed", "merge"):
-        s = sub.add_parser(name)
+    for name in ("embed", "merge", "ray"):
+        s = sub.add_parser(name, help={"embed": "embed one shard in this process",
+                                       "merge": "build the index from the shards or a Ray run's output",
+                                       "ray": "embed the whole split on a Ray cluster (pipelines.ray_shards)"}[name])
         s.add_argument("--model", required=True)
         s.add_argument("--dataset", required=True)
         s.add_argument("--config", default="scenes")
@@ -105,14 +128,30 @@ def main(argv: list[str] | None = None) -> None:
             s.add_argument("--num-shards", type=int, required=True)
             s.add_argument("--out", type=Path, required=True, help="folder for the shard's embeddings parquet")
             s.add_argument("--limit", type=int, default=None)
-        else:
-            s.add_argument("--embeddings", type=Path, required=True)
+        elif name == "merge":
+            s.add_argument("--embeddings", required=True, help="the shards' folder, or a Ray run's folder or URL")
             s.add_argument("--out", type=Path, required=True, help="the index folder")
+        else:
+            s.add_argument("--embeddings", required=True, help="where to write: a folder or any URL pyarrow writes")
+            s.add_argument("--concurrency", type=int, default=1, help="encoder actors (each loads the model once)")
+            s.add_argument("--threads", type=int, default=1, help="CPUs (torch threads) per actor")
+            s.add_argument("--batch-size", type=int, default=64, help="images per map_batches call")
+            s.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS, else start one here)")
+            s.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster started here")
+            s.add_argument("--out", type=Path, default=None, help="then merge into this index folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.step == "embed":
         embed_shard(Services(load_catalog(args.catalog)), args.model, args.dataset, args.config, args.split, args.shard,
                     args.num_shards, args.out, args.limit)
+    elif args.step == "ray":
+        from pipelines.ray_shards import embed_on_ray, start
+
+        start(args.address, args.num_cpus)
+        embed_on_ray(args.model, args.dataset, args.config, args.split, args.embeddings, catalog=args.catalog,
+                     concurrency=args.concurrency, threads=args.threads, batch_size=args.batch_size)
+        if args.out:
+            merge(args.model, args.dataset, args.config, args.split, args.embeddings, args.out)
     else:
         merge(args.model, args.dataset, args.config, args.split, args.embeddings, args.out)
 

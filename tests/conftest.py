@@ -52,3 +52,17 @@ def app_url():
         yield demo.local_url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster on 2 CPUs, started once for every test that needs it and shut down after them."""
+    import ray
+
+    from pipelines.ray_shards import start
+
+    start(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
