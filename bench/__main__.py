@@ -12,10 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import scale, search_latency, throughput
+from bench import ray_embedding, scale, search_latency, throughput
 
 RESULTS = Path("bench/results")
-BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run}
+BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
+           "ray_embedding": ray_embedding.run}
 
 
 def _met(ok: bool) -> str:
@@ -45,7 +46,7 @@ def render() -> str:
     parts = []
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
-                      ("scale", scale.markdown)):
+                      ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())
