@@ -4,8 +4,8 @@
         --embeddings runs/emb-ray --concurrency 2 --threads 1 --batch-size 64 \\
         [--address auto] [--out assets/indexes/demo-clip--scenes-test]
 
-The split's parquet files (a folder or an `hf-hub:` dataset, through the one resolver) go straight into
-`ray.data.read_parquet`; `map_batches` runs `ImageEmbedder`, a callable class, so each actor loads the encoder
+The split's parquet files (a folder or an `hf-hub:` dataset through the one resolver, or the same layout at a URL
+that every node reads, `s3://bucket/demo_world`) go straight into `ray.data.read_parquet`; `map_batches` runs `ImageEmbedder`, a callable class, so each actor loads the encoder
 once and pins torch to its own `threads`; `concurrency` actors each reserve `threads` CPUs. Each batch is embedded
 by `pipelines.build_index.embed_batch`, the one embedding step of every index path. The output is parquet
 (vectors + the metadata the app shows + `model_revision` + `error`) written by `Dataset.write_parquet` to a local
@@ -35,9 +35,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from core.sources import resolve
-from demo_world.corpus import split_files
 from pipelines.build_index import embed_batch, metadata
+from pipelines.shards import filesystem, split_parquet
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +79,6 @@ def _table(meta, vectors: list, errors: list[str], revision: str | None) -> pa.T
     return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in SCHEMA}, schema=SCHEMA)
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for a local folder or any URL pyarrow understands (s3://, gs://, hdfs://, file://)."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
-
-
 def embed_on_ray(model: str, dataset_source: str, config: str, split: str, embeddings: str, *,
                  catalog: str | None = None, concurrency: int = 1, threads: int = 1, batch_size: int = 64,
                  embedder: type = ImageEmbedder) -> dict:
@@ -95,8 +87,8 @@ def embed_on_ray(model: str, dataset_source: str, config: str, split: str, embed
     import ray
     from ray.data import DataContext
 
-    files = [str(f) for f in split_files(resolve(dataset_source, repo_type="dataset"), config, split)]
-    present = set(pq.read_schema(files[0]).names)
+    fs_in, files = split_parquet(dataset_source, config, split)
+    present = set(pq.read_schema(files[0], filesystem=fs_in).names)
     fs, root = filesystem(embeddings)
     _clear(fs, root, embeddings)
     t0 = time.perf_counter()
@@ -105,7 +97,7 @@ def embed_on_ray(model: str, dataset_source: str, config: str, split: str, embed
     # gets one once the actors hold them all (a deadlock on a one-node cluster); the v1 reader lists on the
     # driver.
     DataContext.get_current().use_datasource_v2 = False
-    ds = ray.data.read_parquet(files, columns=[c for c in READ_COLUMNS if c in present], num_cpus=0)
+    ds = ray.data.read_parquet(files, filesystem=fs_in, columns=[c for c in READ_COLUMNS if c in present], num_cpus=0)
     ds = ds.map_batches(
         embedder, fn_constructor_kwargs={"model": model, "catalog": catalog, "threads": threads},
         batch_size=batch_size, batch_format="pyarrow", num_cpus=threads,
@@ -114,7 +106,7 @@ def embed_on_ray(model: str, dataset_source: str, config: str, split: str, embed
     ds.write_parquet(root, filesystem=fs, ray_remote_args={"num_cpus": 0})
     seconds = time.perf_counter() - t0
     manifest = _summarise(fs, root, model=model, dataset=dataset_source, config=config, split=split,
-                          input_rows=sum(pq.ParquetFile(f).metadata.num_rows for f in files))
+                          input_rows=sum(pq.read_metadata(f, filesystem=fs_in).num_rows for f in files))
     manifest["seconds"] = seconds
     with fs.open_output_stream(f"{root}/{MANIFEST}") as f:
         f.write((json.dumps(manifest, indent=1) + "\n").encode())

@@ -1,23 +1,27 @@
 """The index pipeline shard by shard: dataset shard -> embeddings parquet -> one merged FAISS index.
 
-    # step 1, once per shard, anywhere (a laptop loop, a Ray Data / Spark task per shard, a job array):
+    # step 1, once per shard, anywhere (a laptop loop, a job array):
     python -m pipelines.shards embed --model demo-clip --dataset data/demo_world --config scenes --split test \\
         --shard 0 --num-shards 8 --out runs/emb
+    # or step 1 for the whole split on a Ray cluster (pipelines.ray_shards):
+    python -m pipelines.shards ray --model demo-clip --dataset data/demo_world --config scenes --split test \\
+        --embeddings runs/emb-ray --concurrency 2 --threads 1 --batch-size 64
     # step 2, once, where the index is wanted:
     python -m pipelines.shards merge --model demo-clip --dataset data/demo_world --config scenes --split test \\
         --embeddings runs/emb --out assets/indexes/demo-clip--scenes-test
 
 `embed_shard` is a pure function of (shard index, number of shards): it reads its contiguous slice of the split
 (`datasets.Dataset.shard(..., contiguous=True)`), embeds it and writes `embeddings-<i>-of-<n>.parquet` with the
-vectors and the metadata the app shows. Nothing is shared between shards, so a distributed engine can run them as
-independent tasks without changing this code (for Ray Data: `ray.data.range(n).map(lambda r:
-embed_shard(..., r["id"], n, ...))`; for Spark: `sc.parallelize(range(n), n).foreach(...)`), as clip-retrieval
-does with PySpark. `merge` checks that every shard of one run is there exactly once, concatenates them in shard
-order (the single-pass order) and builds the index with the same code as `pipelines.build_index`.
+vectors and the metadata the app shows (an unreadable image is skipped and named in the shard's JSON). `ray` runs
+the same embedding step (`pipelines.build_index.embed_batch`) in Ray Data actors and writes under Ray's own file
+names, to a folder or any URL pyarrow writes. `merge` takes either: it checks that every shard of one run is there
+exactly once, or that a Ray run finished and wrote every row of the split exactly once, puts the rows in the
+split's order (the single-pass order) and builds the index with the same code as `pipelines.build_index`.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
 import re
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from core.catalog import load_catalog
 from core.services import Services
@@ -86,10 +91,32 @@ def read_shards(folder: Path) -> tuple[np.ndarray, pd.DataFrame, dict]:
     return xb, meta, sides[0]
 
 
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local folder or any URL pyarrow understands (s3://, gs://, hdfs://, file://)."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+def split_parquet(dataset_source: str, config: str, split: str) -> tuple[pafs.FileSystem, list[str]]:
+    """The split's parquet files in row order, with the filesystem to read them: a folder or `hf-hub:` source
+    through the one resolver (local files), or the same layout at a URL (object storage every node of a cluster
+    reads: `s3://bucket/demo_world`)."""
+    if "://" not in dataset_source:
+        return pafs.LocalFileSystem(), [str(f) for f in split_files(resolve(dataset_source, repo_type="dataset"),
+                                                                    config, split)]
+    fs, root = filesystem(dataset_source)
+    found = fs.get_file_info(pafs.FileSelector(f"{root}/{config}", allow_not_found=True))
+    files = sorted(i.path for i in found if fnmatch.fnmatch(i.base_name, f"{split}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files for {config}/{split} under {dataset_source}")
+    return fs, files
+
+
 def split_ids(dataset_source: str, config: str, split: str) -> list[str]:
     """The split's ids in its row order (the single-pass order), read from the id column alone."""
-    files = split_files(resolve(dataset_source, repo_type="dataset"), config, split)
-    return pads.dataset([str(f) for f in files], format="parquet").to_table(columns=["id"])["id"].to_pylist()
+    fs, files = split_parquet(dataset_source, config, split)
+    return pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=["id"])["id"].to_pylist()
 
 
 def is_ray_output(embeddings: str | Path) -> bool:

@@ -45,3 +45,16 @@ def test_scale_benchmark_smoke(monkeypatch):
     r = scale.run_one(xb, xq[:20], xq[20:], "smoke")
     assert r["ours"]["factory"].startswith("IVF") and 0 <= r["ours"]["recall@10"] <= 1
     assert "scale" in scale.markdown({"date": "now", "runs": [r]}).lower()
+
+
+def test_ray_embedding_rates_and_table():
+    """The Ray benchmark's arithmetic and table on made-up timings (the benchmark itself starts Ray clusters)."""
+    from bench import ray_embedding
+
+    assert ray_embedding.steady_rate([(0.0, 1.0, 64), (1.0, 2.5, 64), (0.5, 2.0, 32)]) == pytest.approx(64)
+    r = ray_embedding.rates({"seconds": 7.0, "images_per_s": 100.0}, {"seconds": 24.4, "images_per_s": 500 / 5.5}, 500)
+    assert r["single"]["fixed_s"] == pytest.approx(2) and r["ray"]["fixed_s"] == pytest.approx(18.9)
+    assert r["overhead"] == pytest.approx(0.1)
+    md = ray_embedding.markdown({"date": "now", "ray": "2.60.0", "load_average_before_after": [1.0, 2.0],
+                                 "runs": [{"model": "demo-clip", "cpus": 1} | r]})
+    assert "| demo-clip | 1 | 500 | 100.0 images/s | 90.9 images/s | +10% | ≤ +15% | met |" in md

@@ -1,6 +1,5 @@
 """The Ray Data embedding stage (pipelines.ray_shards) on a real local Ray cluster: the same vectors and the same
 index as the single-process path, a killed actor retried with every row written once, a corrupt image skipped."""
-import io
 import json
 import os
 import signal
@@ -89,26 +88,28 @@ def _with_corrupt_images(corpus, out, bad: dict[int, bytes]):
     return out, [table.column("id")[r].as_py() for r in sorted(bad)]
 
 
+def _png(corpus, row: int) -> bytes:
+    table = pq.read_table(next((corpus / "scenes").glob("test-*.parquet")), columns=["image"])
+    return table.column("image")[row].as_py()["bytes"]
+
+
 @pytest.mark.slow
 def test_a_corrupt_image_is_reported_by_id_and_skipped(tmp_path, corpus, ray_cluster, caplog):
-    png = images_png(corpus, 4)
+    """Also reads the dataset and writes the embeddings through URLs (file://, as s3:// would be on a cluster)."""
+    png = _png(corpus, 11)
     data, bad_ids = _with_corrupt_images(corpus, tmp_path / "bad", {4: b"not an image at all", 11: png[: len(png) // 2]})
-    manifest = embed_on_ray("demo-clip", str(data), "scenes", "test", str(tmp_path / "emb"), batch_size=8)
-    assert [s["id"] for s in manifest["skipped"]] == bad_ids and manifest["rows"] == 18
+    url, emb = f"file://{data}", f"file://{tmp_path / 'emb'}"
+    manifest = embed_on_ray("demo-clip", url, "scenes", "test", emb, batch_size=8)
+    assert sorted(s["id"] for s in manifest["skipped"]) == sorted(bad_ids) and manifest["rows"] == 18
     assert all("image" in s["error"] for s in manifest["skipped"])
     assert json.loads((tmp_path / "emb" / "_manifest.json").read_text())["skipped"] == manifest["skipped"]
     assert any(bad_ids[0] in r.getMessage() for r in caplog.records)  # and in the log
-    merge("demo-clip", str(data), "scenes", "test", tmp_path / "emb", tmp_path / "ray")
+    merge("demo-clip", url, "scenes", "test", emb, tmp_path / "ray")
     ray_meta = load_index(tmp_path / "ray", expect_model="demo-clip").meta
     build(Services(load_catalog()), "demo-clip", str(data), "scenes", "test", tmp_path / "single")  # skips them too
     single = load_index(tmp_path / "single", expect_model="demo-clip")
     expected = [i for i in split_ids(str(data), "scenes", "test") if i not in bad_ids]
     assert list(ray_meta["id"]) == list(single.meta["id"]) == expected
-
-
-def images_png(corpus, row: int) -> bytes:
-    table = pq.read_table(next((corpus / "scenes").glob("test-*.parquet")), columns=["image"])
-    return table.column("image")[row].as_py()["bytes"]
 
 
 def test_merge_refuses_an_unfinished_or_doubled_run(tmp_path, corpus):
