@@ -39,7 +39,8 @@ def random_vit(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     config = {"model_cfg": open_clip.get_model_config("ViT-B-32"), "revision": "random-init-seed0",
-              "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}}
+              "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN),
+                                 "std": list(open_clip.OPENAI_DATASET_STD)}}
     (folder / "open_clip_config.json").write_text(json.dumps(config))
     return folder
 
@@ -145,7 +146,8 @@ def run(cpus_list: tuple[int, ...] = (1, 2), sizes: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         catalog = work / "catalog.toml"
-        catalog.write_text(f'[models.demo-clip]\nfamily = "open_clip"\nsource = "{Path("assets/models/demo-clip").resolve()}"\n'
+        demo = Path("assets/models/demo-clip").resolve()
+        catalog.write_text(f'[models.demo-clip]\nfamily = "open_clip"\nsource = "{demo}"\n'
                            f'[models.{VIT}]\nfamily = "open_clip"\nsource = "{random_vit(work / VIT)}"\n')
         for model, n in sizes.items():
             dataset = corpus(work / f"data-{n}", n)
@@ -165,7 +167,11 @@ def markdown(r: dict) -> str:
              "single-thread actor per CPU; the single process runs torch on as many threads. The machine's "
              f"1-minute load average was {r['load_average_before_after'][0]:.1f} before and "
              f"{r['load_average_before_after'][1]:.1f} after (its two cores are shared with other work), so "
-             "absolute rates are low and noisy; the ratios, measured back to back, are what to read.\n",
+             "absolute rates are low and noisy; the ratios, measured back to back, are what to read. A negative "
+             "overhead is not Ray embedding faster: the same code runs in both, so read it as no measurable "
+             "overhead; the likely cause is the load (a two-thread torch process waits whenever either of its "
+             "threads is descheduled; two one-thread actors do not), and rates on 2 CPUs no higher than on 1 say "
+             "the second core was not free.\n",
              "| model | CPUs | images | single process | Ray | Ray overhead | goal | | wall time single / Ray | "
              "fixed cost single / Ray |",
              "|---|---|---|---|---|---|---|---|---|---|"]

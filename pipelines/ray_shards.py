@@ -5,19 +5,21 @@
         [--address auto] [--out assets/indexes/demo-clip--scenes-test]
 
 The split's parquet files (a folder or an `hf-hub:` dataset through the one resolver, or the same layout at a URL
-that every node reads, `s3://bucket/demo_world`) go straight into `ray.data.read_parquet`; `map_batches` runs `ImageEmbedder`, a callable class, so each actor loads the encoder
-once and pins torch to its own `threads`; `concurrency` actors each reserve `threads` CPUs. Each batch is embedded
-by `pipelines.build_index.embed_batch`, the one embedding step of every index path. The output is parquet
-(vectors + the metadata the app shows + `model_revision` + `error`) written by `Dataset.write_parquet` to a local
-folder or any URL pyarrow can write (`s3://...`, `gs://...`), then `_manifest.json` (written last: a folder
-without it is an unfinished run). `merge` (in `pipelines.shards`) puts the rows back in the split's order, checks
-that every row is there exactly once, and builds and tunes the index with the same code as `build_index`.
+that every node reads, `s3://bucket/demo_world`) go straight into `ray.data.read_parquet`; `map_batches` runs
+`ImageEmbedder`, a callable class, so each actor loads the encoder once and pins torch to its own `threads`;
+`concurrency` actors each reserve `threads` CPUs. Each batch is embedded by `pipelines.build_index.embed_batch`,
+the one embedding step of every index path. The output is parquet (vectors + the metadata the app shows +
+`model_revision` + `error`) written by `Dataset.write_parquet` to a local folder or any URL pyarrow can write
+(`s3://...`, `gs://...`), then `_manifest.json` (written last: a folder without it is an unfinished run). `merge`
+(in `pipelines.shards`) puts the rows back in the split's order, checks that every row is there exactly once, and
+builds and tunes the index with the same code as `build_index`.
 
 Failures: an actor that dies (killed, out of memory) is restarted and its batches retried by Ray itself (Ray
 Data's defaults for actor pools: `max_restarts=-1`, `max_task_retries=-1`); a batch's output exists only once its
-task has finished, so a retried batch is written once, and `merge` checks it. An image that cannot be read is skipped and reported by id (in `_manifest.json` and in the log), never
-fatal. Ray is a pipelines-only dependency (requirements-pipelines.txt), imported only where a job runs: the app
-never imports it, and `merge` reads a Ray run's output without it.
+task has finished, so a retried batch is written once, and `merge` checks it. An image that cannot be read is
+skipped and reported by id (in `_manifest.json` and in the log), never fatal. Ray is a pipelines-only dependency
+(requirements-pipelines.txt), imported only where a job runs: the app never imports it, and `merge` reads a Ray
+run's output without it.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ import logging
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -74,8 +75,8 @@ class ImageEmbedder:
 
 def _table(meta, vectors: list, errors: list[str], revision: str | None) -> pa.Table:
     columns = {name: meta[name].tolist() for name in ("id", "caption", "captions", "image", "category")}
-    columns |= {"embedding": [np.asarray(v, np.float32) for v in vectors], "model_revision": [revision or ""] * len(errors),
-                "error": errors}
+    columns |= {"embedding": [np.asarray(v, np.float32) for v in vectors], "error": errors,
+                "model_revision": [revision or ""] * len(errors)}
     return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in SCHEMA}, schema=SCHEMA)
 
 
@@ -97,7 +98,8 @@ def embed_on_ray(model: str, dataset_source: str, config: str, split: str, embed
     # gets one once the actors hold them all (a deadlock on a one-node cluster); the v1 reader lists on the
     # driver.
     DataContext.get_current().use_datasource_v2 = False
-    ds = ray.data.read_parquet(files, filesystem=fs_in, columns=[c for c in READ_COLUMNS if c in present], num_cpus=0)
+    columns = [c for c in READ_COLUMNS if c in present]
+    ds = ray.data.read_parquet(files, filesystem=fs_in, columns=columns, num_cpus=0)
     ds = ds.map_batches(
         embedder, fn_constructor_kwargs={"model": model, "catalog": catalog, "threads": threads},
         batch_size=batch_size, batch_format="pyarrow", num_cpus=threads,
@@ -143,7 +145,8 @@ def _summarise(fs: pafs.FileSystem, root: str, **about) -> dict:
         "engine": f"ray {ray.__version__}",
         "model_revision": revisions.pop() if revisions else None,
         "rows": data.count_rows() - failed.num_rows,
-        "skipped": [{"id": i, "error": e} for i, e in zip(failed["id"].to_pylist(), failed["error"].to_pylist())],
+        "skipped": [{"id": i, "error": e} for i, e in sorted(zip(failed["id"].to_pylist(),
+                                                                  failed["error"].to_pylist()))],
     }
 
 
@@ -163,13 +166,15 @@ def read_ray_output(embeddings: str, order: list[str]):
     ids = table["id"].to_pylist()
     skipped = {s["id"] for s in manifest["skipped"]}
     _check_exactly_once(embeddings, ids, skipped, order)
+    if not ids:
+        raise ValueError(f"{embeddings}: no image of the split could be embedded (see the skipped ids in {MANIFEST})")
     if len(pc.unique(pc.list_value_length(table["embedding"]))) > 1:
         raise ValueError(f"{embeddings}: vectors of different lengths")
     position = {row_id: i for i, row_id in enumerate(order)}
     table = table.take(np.argsort([position[i] for i in ids], kind="stable"))
     meta: pd.DataFrame = table.drop_columns(["embedding", "model_revision", "error"]).to_pandas()
     xb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(zero_copy_only=False), np.float32)
-    xb = np.ascontiguousarray(xb.reshape(len(ids), -1)) if len(ids) else np.zeros((0, 0), np.float32)
+    xb = np.ascontiguousarray(xb.reshape(len(ids), -1))
     return xb, meta, manifest
 
 

@@ -37,12 +37,12 @@ def test_ray_path_gives_the_single_process_vectors_and_answers(tmp_path, corpus,
     single_info = build(services, "demo-clip", str(corpus), "scenes", "test", tmp_path / "single")
     manifest, b = _ray_index(corpus, tmp_path, concurrency=2, batch_size=6)
     a = load_index(tmp_path / "single", expect_model="demo-clip")
-    assert manifest["rows"] == 20 and manifest["skipped"] == [] and manifest["model_revision"] == single_info.model_revision
+    assert (manifest["rows"], manifest["skipped"], manifest["model_revision"]) == (20, [], single_info.model_revision)
     assert len(list((tmp_path / "emb").glob("*.parquet"))) > 1  # written by several tasks
     assert list(a.meta["id"]) == list(b.meta["id"]) == split_ids(str(corpus), "scenes", "test")
     assert list(a.meta["caption"]) == list(b.meta["caption"]) and list(a.meta["image"]) == list(b.meta["image"])
     np.testing.assert_allclose(a.index.reconstruct_n(0, 20), b.index.reconstruct_n(0, 20), atol=1e-5)
-    assert (b.info.factory, b.info.count, b.info.model_revision) == (a.info.factory, a.info.count, a.info.model_revision)
+    assert (b.info.factory, b.info.count, b.info.model_revision) == (a.info.factory, 20, a.info.model_revision)
     xq = services.encoder("demo-clip").encode_text([c[0] for c in a.meta["captions"][:10]])
     (da, ia), (db, ib) = a.index.search(xq, 5), b.index.search(xq, 5)
     assert (ia == ib).all()
@@ -97,7 +97,8 @@ def _png(corpus, row: int) -> bytes:
 def test_a_corrupt_image_is_reported_by_id_and_skipped(tmp_path, corpus, ray_cluster, caplog):
     """Also reads the dataset and writes the embeddings through URLs (file://, as s3:// would be on a cluster)."""
     png = _png(corpus, 11)
-    data, bad_ids = _with_corrupt_images(corpus, tmp_path / "bad", {4: b"not an image at all", 11: png[: len(png) // 2]})
+    bad = {4: b"not an image at all", 11: png[: len(png) // 2]}  # not an image; a truncated PNG
+    data, bad_ids = _with_corrupt_images(corpus, tmp_path / "bad", bad)
     url, emb = f"file://{data}", f"file://{tmp_path / 'emb'}"
     manifest = embed_on_ray("demo-clip", url, "scenes", "test", emb, batch_size=8)
     assert sorted(s["id"] for s in manifest["skipped"]) == sorted(bad_ids) and manifest["rows"] == 18
