@@ -14,11 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import first_minute, rehearsal, scale, search_latency, throughput
+from bench import first_minute, ray_embedding, rehearsal, scale, search_latency, throughput
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
-           "first_minute": first_minute.run, "rehearsal": rehearsal.run}
+           "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run}
 
 
 def _met(ok: bool) -> str:
@@ -48,7 +48,8 @@ def render() -> str:
     parts = []
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
-                      ("scale", scale.markdown), ("rehearsal", rehearsal.markdown)):
+                      ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown),
+                      ("rehearsal", rehearsal.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

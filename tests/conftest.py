@@ -77,3 +77,17 @@ def lookalike_hub(lookalike_datasets_root, tmp_path, monkeypatch):
     yield hub
     hub.stop()
     assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster on 2 CPUs, started once for every test that needs it and shut down after them."""
+    import ray
+
+    from pipelines.ray_shards import start
+
+    start(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -64,3 +64,16 @@ def test_first_minute_section_renders_before_and_after():
     assert md.startswith("## First minute") and "no warm start" in md and "no answer" in md
     assert "**not met**" not in md and md.count("| met |") == 9
     assert "4.0 s / 12.5 s" in md and "Before: not measured" in first_minute.markdown(after)
+
+
+def test_ray_embedding_rates_and_table():
+    """The Ray benchmark's arithmetic and table on made-up timings (the benchmark itself starts Ray clusters)."""
+    from bench import ray_embedding
+
+    assert ray_embedding.steady_rate([(0.0, 1.0, 64), (1.0, 2.5, 64), (0.5, 2.0, 32)]) == pytest.approx(64)
+    r = ray_embedding.rates({"seconds": 7.0, "images_per_s": 100.0}, {"seconds": 24.4, "images_per_s": 500 / 5.5}, 500)
+    assert r["single"]["fixed_s"] == pytest.approx(2) and r["ray"]["fixed_s"] == pytest.approx(18.9)
+    assert r["overhead"] == pytest.approx(0.1)
+    md = ray_embedding.markdown({"date": "now", "ray": "2.60.0", "load_average_before_after": [1.0, 2.0],
+                                 "runs": [{"model": "demo-clip", "cpus": 1} | r]})
+    assert "| demo-clip | 1 | 500 | 100.0 images/s | 90.9 images/s | +10% | ≤ +15% | met |" in md
