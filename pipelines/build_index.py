@@ -9,14 +9,15 @@ The dataset is a folder or `hf-hub:` dataset repo in the demo world's parquet la
 from __future__ import annotations
 
 import argparse
-import logging
 import io
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from tqdm import tqdm
 
 from core.catalog import load_catalog
@@ -88,11 +89,14 @@ THUMBNAIL_PX = 320  # pictures larger than this are kept in the index's metadata
 def thumbnail(data: bytes) -> bytes:
     """The picture as the app shows it: as is when small (the demo world's PNGs), else a JPEG thumbnail, so an
     index of photos keeps tens of kB per image in memory, not the full-size file."""
-    image = Image.open(io.BytesIO(data))
-    if max(image.size) <= THUMBNAIL_PX:
+    try:
+        image = Image.open(io.BytesIO(data))
+        if max(image.size) <= THUMBNAIL_PX:
+            return data
+        image = image.convert("RGB")
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    except Exception:  # an unreadable picture: kept as is for the report of skipped rows, never indexed
         return data
-    image = image.convert("RGB")
-    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
