@@ -95,11 +95,15 @@ def free_scene_captions(scene: FreeScene, rng: np.random.Generator, n: int = 5) 
     relational = _relation_caption(rng, scene)
     if relational is not None:
         captions.append(relational)
-    for t in rng.choice(len(_TEMPLATES), size=n - len(captions), replace=False):
+    for t in rng.permutation(len(_TEMPLATES)):  # templates coincide when no size or position word is true
         full = _items(rng, scene, size=True, position=True)
         pos = _items(rng, scene, size=False, position=True)
         bare = _items(rng, scene, size=False, position=False)
-        captions.append(_TEMPLATES[t](full, pos, bare, bg))
+        caption = _TEMPLATES[t](full, pos, bare, bg)
+        if caption not in captions:
+            captions.append(caption)
+        if len(captions) == n:
+            break
     return captions
 
 
