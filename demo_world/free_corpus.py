@@ -1,6 +1,7 @@
 """The open-vocabulary demo world as a `datasets` parquet corpus, in the first world's layout and schema family.
 
     python -m demo_world.free_corpus --out data/demo_world_free [--scale 0.1] [--px 128]
+    python -m demo_world.free_corpus --out data/demo_world_free_legacy --legacy-icons --splits test --px 224
 
 Same configs and columns as `demo_world.corpus` (so every pipeline and `evaluate` reads it with
 `--dataset data/demo_world_free`), with two additions: each object also carries `category` and `concept_split`
@@ -37,7 +38,7 @@ from demo_world.concepts import Concept, load_concepts
 from demo_world.corpus import DEFAULT_SEED, IMAGE_PX, features
 from demo_world.free_captions import free_product_captions, free_product_description, free_scene_captions
 from demo_world.free_scenes import FreeScene, position_label, render_free, sample_free_product, sample_free_scene, size_label
-from demo_world.icons import CATEGORIES
+from demo_world.icons import CATEGORIES, load_icons
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,20 @@ def _rng(seed: int, config: str, split: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(b"free-" + config.encode()), zlib.crc32(split.encode())])
 
 
-def concept_pool(split: str, products: bool = False) -> list[Concept]:
-    """The concepts a split draws from: train concepts, or held-out ones for the heldout split."""
+def concept_pool(split: str, products: bool = False, legacy: bool = False) -> list[Concept]:
+    """The concepts a split draws from: train concepts, or held-out ones for the heldout split; with `legacy`,
+    only the first world's 103 icons (free layouts of the old vocabulary, to tell layout from vocabulary)."""
     want = "heldout" if split == "heldout" else "train"
-    return [c for c in load_concepts() if c.split == want and (c.is_product or not products)]
+    old = {i.codepoint for i in load_icons()} if legacy else None
+    return [c for c in load_concepts()
+            if c.split == want and (c.is_product or not products) and (old is None or c.codepoint in old)]
 
 
-def iter_free_scenes(split: str, n: int, seed: int = DEFAULT_SEED) -> Iterator[tuple[FreeScene, list[str]]]:
-    rng = _rng(seed, "scenes", split)
-    seen = concept_pool("train")
+def iter_free_scenes(split: str, n: int, seed: int = DEFAULT_SEED, legacy: bool = False) -> Iterator[tuple[FreeScene, list[str]]]:
+    if legacy and split == "heldout":
+        raise ValueError("the first world's icons hold no held-out concept")
+    rng = _rng(seed, "scenes-legacy" if legacy else "scenes", split)
+    seen = concept_pool("train", legacy=legacy)
     held = concept_pool("heldout") if split == "heldout" else None
     for i in range(n):
         extra = [held[int(rng.integers(len(held)))]] if held else None
@@ -111,11 +117,11 @@ def to_record(scene: FreeScene, captions: list[str], description: str = "", px: 
     }
 
 
-def build_free_split(config: str, split: str, n: int, seed: int = DEFAULT_SEED, px: int = IMAGE_PX):
+def build_free_split(config: str, split: str, n: int, seed: int = DEFAULT_SEED, px: int = IMAGE_PX, legacy: bool = False):
     import datasets as ds
 
     if config == "scenes":
-        records = [to_record(s, c, px=px) for s, c in iter_free_scenes(split, n, seed)]
+        records = [to_record(s, c, px=px) for s, c in iter_free_scenes(split, n, seed, legacy)]
     elif config == "products":
         records = [to_record(s, c, d, px=px) for s, c, d in iter_free_products(split, n, seed)]
     else:
@@ -124,22 +130,22 @@ def build_free_split(config: str, split: str, n: int, seed: int = DEFAULT_SEED, 
 
 
 def write_free_corpus(out: Path, seed: int = DEFAULT_SEED, scale: float = 1.0, px: int = IMAGE_PX,
-                      splits: list[str] | None = None) -> Path:
+                      splits: list[str] | None = None, legacy: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for config, sizes in (("scenes", SCENE_SPLITS), ("products", PRODUCT_SPLITS)):
         for split, n in sizes.items():
-            if splits and split not in splits:
+            if (splits and split not in splits) or (legacy and (config == "products" or split == "heldout")):
                 continue
             n = max(7, int(n * scale))
             path = out / config / f"{split}-00000-of-00001.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            build_free_split(config, split, n, seed, px).to_parquet(str(path))
+            build_free_split(config, split, n, seed, px, legacy).to_parquet(str(path))
             log.info("wrote %s (%d rows)", path, n)
-    (out / "README.md").write_text(_card(seed, scale, px))
+    (out / "README.md").write_text(_card(seed, scale, px, legacy))
     return out
 
 
-def _card(seed: int, scale: float, px: int) -> str:
+def _card(seed: int, scale: float, px: int, legacy: bool = False) -> str:
     configs = "\n".join(
         f"- config_name: {c}\n  data_files:\n"
         + "\n".join(f"  - split: {s}\n    path: {c}/{s}-*.parquet" for s in sizes)
@@ -147,7 +153,8 @@ def _card(seed: int, scale: float, px: int) -> str:
     )
     return (
         f"---\nlicense: cc-by-sa-4.0\nconfigs:\n{configs}\n---\n# Vision-Language Studio open-vocabulary demo world\n\n"
-        f"Generated by `python -m demo_world.free_corpus --seed {seed} --scale {scale} --px {px}`.\n"
+        f"Generated by `python -m demo_world.free_corpus --seed {seed} --scale {scale} --px {px}"
+        f"{' --legacy-icons' if legacy else ''}`.\n"
         "Icons: OpenMoji (https://openmoji.org), CC BY-SA 4.0.\n\n" + (__doc__ or "")
     )
 
@@ -159,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every split size (for quick runs)")
     p.add_argument("--px", type=int, default=IMAGE_PX)
     p.add_argument("--splits", nargs="*", default=None, help="only these splits (default: all)")
+    p.add_argument("--legacy-icons", action="store_true",
+                   help="scenes of the first world's 103 icons only, in free layouts (no products, no heldout split)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_free_corpus(args.out, args.seed, args.scale, args.px, args.splits)
+    write_free_corpus(args.out, args.seed, args.scale, args.px, args.splits, args.legacy_icons)
 
 
 if __name__ == "__main__":
