@@ -203,3 +203,52 @@ def test_position_claims_hand_computed():
     assert claims("a horse at the top") == []  # not a known object: CHAIR's business
     result = position_accuracy([tokenize("a dog at the top left and a cat in the middle")], [objs], lex)
     assert result == {"position_accuracy": 50.0, "n_position_claims": 2}
+
+
+# --- the evaluate command on the open world --------------------------------------------------------------------
+
+
+class _EchoCaptioner:
+    """Captions every picture with the given function of its row: a stand-in with the captioner interface."""
+
+    def __init__(self, answers):
+        self.answers = iter(answers)
+
+    def caption(self, image, beam_size=3):
+        from models.captioner import CaptionResult
+
+        text = next(self.answers)
+        tokens = tokenize(text)
+        return CaptionResult(text, tokens, np.full((len(tokens), 8, 8), 1 / 64), 0.0)
+
+
+def test_captioning_results_report_chair_and_positions():
+    from evaluation.evaluate import CAPTION_SETTINGS, captioning_results
+
+    data = build_free_split("scenes", "test", 12)
+    truthful = [caps[0] for caps in data["captions"]] * len(CAPTION_SETTINGS)
+    out = captioning_results(_EchoCaptioner(truthful), data)["captioning"]["beam 3"]
+    assert out["CHAIR_i"] == 0.0 and out["CHAIR_s"] == 0.0 and out["n_mentions"] >= 12
+    assert out["n_position_claims"] == 0 or out["position_accuracy"] == 100.0
+    liar = ["a dog and a cat at the top left"] * (12 * len(CAPTION_SETTINGS))
+    out = captioning_results(_EchoCaptioner(liar), data)["captioning"]["beam 1"]
+    present = [{o["name"] for o in objs} for objs in data["objects"]]
+    wrong = sum(("dog" not in p) + ("cat" not in p) for p in present)
+    assert out["CHAIR_i"] == pytest.approx(100 * wrong / 24)
+
+
+@pytest.mark.slow
+def test_evaluate_reports_seen_and_held_out_concepts(tmp_path):
+    from core.catalog import load_catalog
+    from core.services import Services
+    from evaluation.evaluate import evaluate
+
+    corpus = tmp_path / "demo_world_free"
+    (corpus / "scenes").mkdir(parents=True)
+    build_free_split("scenes", "heldout", 24).to_parquet(str(corpus / "scenes" / "heldout-00000-of-00001.parquet"))
+    result = evaluate(Services(load_catalog()), "demo-clip", str(corpus), "scenes", "heldout")
+    concepts = result["concepts"]
+    assert set(concepts["retrieval"]) == {"heldout"} and concepts["retrieval"]["heldout"]["n_captions"] == 120
+    assert 0 <= concepts["hit"]["heldout"]["hit@5"] <= 100 and concepts["hit"]["seen"]["n_concepts"] > 0
+    zs = concepts["zero_shot"]["heldout"]
+    assert zs["n_images"] == 24 and zs["n_classes"] == sum(c.split == "heldout" for c in load_concepts()) and zs["top1"] <= zs["top5"]
