@@ -20,8 +20,9 @@ HEADLINE = (
     ("t2i R@1", "t2i_R@1"), ("t2i R@5", "t2i_R@5"), ("i2t R@1", "i2t_R@1"),
     ("zero-shot desc. acc.", "descriptive accuracy"), ("zero-shot bare acc.", "bare accuracy"),
     ("supervised acc.", "supervised accuracy"), ("macro F1 (best)", "best macro_f1"),
-    ("BLEU-4 (beam 3)", "beam 3 BLEU-4"), ("objects named %", "beam 3 objects_named"), ("pointing %", "beam 3 pointing"),
-    ("CHAIR-i % (beam 3)", "beam 3 CHAIR_i"), ("CHAIR-s %", "beam 3 CHAIR_s"), ("position words %", "beam 3 position_accuracy"),
+    ("BLEU-4 (beam 3)", "beam 3 BLEU-4"), ("objects named %", "beam 3 objects_named"),
+    ("pointing %", "beam 3 pointing"), ("CHAIR-i % (beam 3)", "beam 3 CHAIR_i"), ("CHAIR-s %", "beam 3 CHAIR_s"),
+    ("position words %", "beam 3 position_accuracy"),
     ("held-out concept hit@5", "heldout concept hit@5"), ("held-out zero-shot top-1", "heldout zero-shot top1"),
     ("score gap", "score gap"), ("params (M)", "parameters (M)"), ("weights (MB)", "weights (MB)"),
 )

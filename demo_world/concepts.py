@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Write (or check) demo_world/concepts.tsv.")
     p.add_argument("--out", type=Path, default=CONCEPT_TABLE)
     p.add_argument("--seed", type=int, default=HELDOUT_SEED)
-    p.add_argument("--check", action="store_true", help="compare the regenerated table with --out; exit 1 if it differs")
+    p.add_argument("--check", action="store_true",
+                   help="compare the regenerated table with --out; exit 1 if it differs")
     args = p.parse_args(argv)
     text = to_tsv(build_concepts(args.seed))
     if args.check:

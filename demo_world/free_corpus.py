@@ -37,7 +37,9 @@ import numpy as np
 from demo_world.concepts import Concept, load_concepts
 from demo_world.corpus import DEFAULT_SEED, IMAGE_PX, features
 from demo_world.free_captions import free_product_captions, free_product_description, free_scene_captions
-from demo_world.free_scenes import FreeScene, position_label, render_free, sample_free_product, sample_free_scene, size_label
+from demo_world.free_scenes import (
+    FreeScene, position_label, render_free, sample_free_product, sample_free_scene, size_label,
+)
 from demo_world.icons import CATEGORIES, load_icons
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ def concept_pool(split: str, products: bool = False, legacy: bool = False) -> li
             if c.split == want and (c.is_product or not products) and (old is None or c.codepoint in old)]
 
 
-def iter_free_scenes(split: str, n: int, seed: int = DEFAULT_SEED, legacy: bool = False) -> Iterator[tuple[FreeScene, list[str]]]:
+def iter_free_scenes(
+    split: str, n: int, seed: int = DEFAULT_SEED, legacy: bool = False
+) -> Iterator[tuple[FreeScene, list[str]]]:
     if legacy and split == "heldout":
         raise ValueError("the first world's icons hold no held-out concept")
     rng = _rng(seed, "scenes-legacy" if legacy else "scenes", split)
@@ -117,7 +121,9 @@ def to_record(scene: FreeScene, captions: list[str], description: str = "", px: 
     }
 
 
-def build_free_split(config: str, split: str, n: int, seed: int = DEFAULT_SEED, px: int = IMAGE_PX, legacy: bool = False):
+def build_free_split(
+    config: str, split: str, n: int, seed: int = DEFAULT_SEED, px: int = IMAGE_PX, legacy: bool = False
+):
     import datasets as ds
 
     if config == "scenes":
