@@ -116,3 +116,22 @@ def free_product_captions(scene: FreeScene, rng: np.random.Generator, n: int = 5
 def free_product_description(scene: FreeScene, rng: np.random.Generator) -> str:
     c = scene.items[0].concept
     return f"{with_article(c.name).capitalize()} {_pick(rng, _CATEGORY_USES[c.category])}. {_pick(rng, _QUALITIES)}"
+
+
+_PARTIAL_TEMPLATES = (
+    lambda items, bg: items,
+    lambda items, bg: f"a picture of {items}",
+    lambda items, bg: f"{items} on {bg}",
+    lambda items, bg: bg,
+    lambda items, bg: f"an image with {items}",
+)
+
+
+def free_partial_caption(scene: FreeScene, rng: np.random.Generator) -> str:
+    """A short, partial description (some objects, maybe the background), as visitors type queries: training text
+    only, never a reference (as `demo_world.captions.partial_caption` for the first world)."""
+    n = int(rng.integers(1, len(scene.items) + 1))
+    chosen = [scene.items[i] for i in rng.choice(len(scene.items), size=n, replace=False)]
+    size, position = bool(rng.random() < 0.3), bool(rng.random() < 0.3)
+    items = _join([describe_item(rng, it, size=size, position=position) for it in chosen])
+    return _PARTIAL_TEMPLATES[int(rng.integers(len(_PARTIAL_TEMPLATES)))](items, scene.background.phrase())

@@ -253,3 +253,18 @@ def test_evaluate_reports_seen_and_held_out_concepts(tmp_path):
     zs = concepts["zero_shot"]["heldout"]
     assert zs["n_images"] == 24 and zs["top1"] <= zs["top5"]
     assert zs["n_classes"] == sum(c.split == "heldout" for c in load_concepts())
+
+
+def test_both_worlds_behind_one_interface():
+    from demo_world.worlds import get_world
+
+    rng = np.random.default_rng(0)
+    for name in ("grid", "free"):
+        world = get_world(name)
+        scene, captions = next(iter(world.iter_scenes("val", 1, 0)))
+        assert world.render(scene, 96).size == (96, 96) and len(captions) == 5
+        assert isinstance(world.partial_caption(scene, rng), str)
+        product, _, description = next(iter(world.iter_products("val", 7, 0)))
+        assert product.category in CATEGORIES and description
+    with pytest.raises(ValueError, match="known: grid, free"):
+        get_world("nope")
