@@ -59,7 +59,8 @@ def hallucination_table(results) -> str:
         for setting, m in r.get("captioning", {}).items():
             if "CHAIR_i" in m:
                 rows.append(f"| {name} | {r['dataset']} | {r['config']}/{r['split']} | {setting} | "
-                            f"{m['CHAIR_i']:.1f} | {m['CHAIR_s']:.1f} | {m['n_mentions']} | {m['position_accuracy']:.1f} "
+                            f"{m['CHAIR_i']:.1f} | {m['CHAIR_s']:.1f} | {m['n_mentions']} | "
+                            f"{m['position_accuracy']:.1f} "
                             f"({m['n_position_claims']}) |")
     return "\n".join(rows)
 

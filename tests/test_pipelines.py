@@ -66,7 +66,8 @@ def test_training_pipelines_take_the_open_world(tmp_path, monkeypatch):
 
     monkeypatch.setitem(free.PRODUCT_SPLITS, "train", 70)
     monkeypatch.setitem(free.PRODUCT_SPLITS, "val", 14)
-    cnn.main(["--out", str(tmp_path / "cnn"), "--world", "free", "--steps", "2", "--batch-size", "16", "--eval-every", "2"])
+    cnn.main(["--out", str(tmp_path / "cnn"), "--world", "free", "--steps", "2", "--batch-size", "16",
+              "--eval-every", "2"])
     assert len(create_model("cnn_classifier", tmp_path / "cnn", "cnn").classes) == 7
     train_clip(["--out", str(tmp_path / "clip"), "--world", "free", "--steps", "2", "--train-scenes", "32",
                 "--val-scenes", "8", "--batch-size", "8", "--eval-every", "2"])
