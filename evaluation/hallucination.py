@@ -172,4 +172,5 @@ def position_accuracy(
     captions_tokens: Sequence[Sequence[str]], objects: Sequence[Sequence[dict]], lexicon: Lexicon
 ) -> dict:
     claims = [c for tokens, objs in zip(captions_tokens, objects) for c in position_claims(tokens, objs, lexicon)]
-    return {"position_accuracy": 100 * sum(claims) / len(claims) if claims else 0.0, "n_position_claims": len(claims)}
+    return {"position_accuracy": 100 * float(sum(claims)) / len(claims) if claims else 0.0,
+            "n_position_claims": len(claims)}
