@@ -104,9 +104,18 @@ class OpenClipEncoder(Encoder):
             log.warning("%s: the shortened text tower disagrees with open_clip's; using the full context", self.name)
         return ok
 
-    def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        x = torch.stack([self.preprocess(im.convert("RGB")) for im in images])  # (B, 3, H, W)
-        return self.model.encode_image(x)  # (B, D)
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.preprocess(im.convert("RGB")) for im in images])  # (B, 3, H, W)
+
+    def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)  # (B, D)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        from torchvision.transforms import CenterCrop
+
+        if any(isinstance(t, CenterCrop) for t in getattr(self.preprocess, "transforms", [])):
+            return super().view_box(size)  # resize the shortest side, centre crop: open_clip's default
+        return 0.0, 0.0, 1.0, 1.0  # "squash": the whole image resized to the square
 
     @property
     def logit_scale(self) -> float:
