@@ -51,13 +51,21 @@ def choose_method(encoder, method: str = "auto") -> str:
 
 def explain(encoder, image: Image.Image, text: str, method: str = "auto", grid: int = OCCLUSION_GRID) -> Explanation:
     """Where `text` matches in `image` and which of its words mattered, for any `models.base.Encoder`."""
+    target, score, tokens = word_weights(encoder, encoder.encode_image([image])[0], text)
+    heat, method = heatmap(encoder, image, target, method, grid)
+    return Explanation(heat, tokens, score, method)
+
+
+def word_weights(encoder, image_emb: np.ndarray, text: str) -> tuple[np.ndarray, float, list[tuple[str, float]]]:
+    """(text embedding, its cosine with `image_emb`, [(word, drop in cosine without it)]): the text and each
+    leave-one-word-out variant are encoded in one batch. A one-word text has nothing to compare: weight 0."""
     words = text.split()
-    texts = [text] + [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))] if len(words) > 1 else [text]
-    emb = encoder.encode_text(texts)  # (1 + W, D): the text, then the text without each word; one batch
-    sims = emb @ encoder.encode_image([image])[0]  # (1 + W,)
-    tokens = [(w, float(sims[0] - s)) for w, s in zip(words, sims[1:])] if len(words) > 1 else [(w, 0.0) for w in words]
-    heat, method = heatmap(encoder, image, emb[0], method, grid)
-    return Explanation(heat, tokens, float(sims[0]), method)
+    texts = [text] + ([" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))] if len(words) > 1 else [])
+    emb = encoder.encode_text(texts)  # (1 + W, D)
+    sims = emb @ image_emb  # (1 + W,)
+    if len(words) < 2:
+        return emb[0], float(sims[0]), [(w, 0.0) for w in words]
+    return emb[0], float(sims[0]), [(w, float(sims[0] - s)) for w, s in zip(words, sims[1:])]
 
 
 def heatmap(encoder, image: Image.Image, target: np.ndarray, method: str = "auto",

@@ -9,7 +9,7 @@ import gradio as gr
 from gradio import FileData
 from PIL import Image
 
-from core.explain import Explanation, explain, heatmap, overlay
+from core.explain import METHODS, Explanation, explain, heatmap, overlay
 from core.inputs import InputError, clean_text, load_image, parse_choice, parse_k
 from core.search import SearchResult, search_image, search_text
 from core.services import Services
@@ -48,14 +48,15 @@ def explain_models(services: Services) -> list[str]:
     return [m for m in names if catalog.model(m).family != "cnn_classifier"]
 
 
-def run_explain(services: Services, image, text: str | None, model: str | None) -> Explanation:
+def run_explain(services: Services, image, text: str | None, model: str | None, method: str | None = "auto") -> Explanation:
     """Where `text` matches in `image`, and which of its words mattered (core.explain)."""
     models = explain_models(services)
     model = parse_choice(model or models[0], models, "model")
+    method = parse_choice(method or "auto", list(METHODS), "method")
     text, _ = clean_text(text, field="text to explain")
     if image is None:
         raise InputError("Upload the image to explain first.")
-    return explain(services.encoder(model), load_image(image, allowed_dirs=upload_dirs()), text)
+    return explain(services.encoder(model), load_image(image, allowed_dirs=upload_dirs()), text, method)
 
 
 def explain_hit(services: Services, state: dict | None, index: int) -> tuple[Image.Image, list, str]:
@@ -168,11 +169,13 @@ def build(services: Services) -> None:
 
         gr.api(search, api_name="search", concurrency_limit=4)
 
-        def explain_api(image: FileData | None = None, text: str = "", model: str = "") -> dict:
+        def explain_api(image: FileData | None = None, text: str = "", model: str = "", method: str = "auto") -> dict:
             """Where text matches in image, and which of its words mattered. Returns {heatmap: 6x6 list of
             rows, top row first, in [0, 1]; tokens: [{token, weight}] with weight the drop in cosine without that
-            word; score: the cosine; method: "occlusion" or "gradient"}. Empty model picks the default."""
-            ex = visitor_errors(run_explain)(services, image, text, model)
+            word; score: the cosine; method: the map's method}. method: "occlusion" (the baseline), "gradient"
+            (gradient x input, one backward pass) or "auto" (occlusion for small image towers, gradient for large
+            ones). Empty model picks the default."""
+            ex = visitor_errors(run_explain)(services, image, text, model, method)
             return {"heatmap": [[round(float(v), 4) for v in row] for row in ex.heatmap],
                     "tokens": [{"token": w, "weight": round(v, 6)} for w, v in ex.tokens],
                     "score": round(ex.score, 6), "method": ex.method}
