@@ -4,6 +4,8 @@
     python -m bench --only throughput   # rerun one, render with the stored results of the others
     python -m bench --render            # render from bench/results/*.json only
     python -m bench --only rehearsal    # the Space with Hub models, on a look-alike Hub (~20 min)
+    python -m bench --only real_architectures  # the real models' compute with random weights, before / after
+    python -m bench --only explanations # explanation maps on the demo world: pointing, agreement
 
 Benchmarks are not tests: CI runs a small smoke version only (tests/test_bench.py).
 """
@@ -13,11 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import rehearsal, scale, search_latency, throughput
+from bench import explanations, real_architectures, rehearsal, scale, search_latency, throughput
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
-           "rehearsal": rehearsal.run}
+           "rehearsal": rehearsal.run, "real_architectures": real_architectures.run, "explanations": explanations.run}
 
 
 def _met(ok: bool) -> str:
@@ -47,7 +49,8 @@ def render() -> str:
     parts = []
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
-                      ("scale", scale.markdown), ("rehearsal", rehearsal.markdown)):
+                      ("scale", scale.markdown), ("rehearsal", rehearsal.markdown),
+                      ("real_architectures", real_architectures.markdown), ("explanations", explanations.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

@@ -54,9 +54,10 @@ def _ranked(labels: list[str], p: np.ndarray) -> tuple[dict[str, float], float]:
     return probs, float(p[order[0]]) - second
 
 
-def categorise(model, image: Image.Image, labels: list[str] | None, style: str, heatmap: bool = True) -> Categorisation:
+def categorise(model, image: Image.Image, labels: list[str] | None, style: str, heatmap: bool = True,
+               method: str = "auto") -> Categorisation:
     """`labels=None` means the catalogue's categories; `style` is "descriptive" or "bare" (custom labels
-    always use the bare templates)."""
+    always use the bare templates); `method` is the heat-map's (`core.explain.METHODS`)."""
     if hasattr(model, "predict_proba"):  # a supervised classifier knows only its own classes
         if labels is not None and [x.casefold() for x in labels] != [c.casefold() for c in model.classes]:
             raise InputError(f"{model.name} is a supervised classifier: it only knows the catalogue's categories. "
@@ -73,5 +74,6 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
     probs, margin = _ranked(labels, p)
     result = Categorisation(probs, margin, prompts)
     if heatmap:
-        result.heatmap, result.heatmap_method = explain_heatmap(model, image, class_emb[labels.index(result.top)])
+        result.heatmap, result.heatmap_method = explain_heatmap(model, image, class_emb[labels.index(result.top)],
+                                                                     method)
     return result
