@@ -1,7 +1,7 @@
 """Explanation maps on the demo world: the pointing score of each method and the agreement of gradient × input
 with occlusion, on the trained demo models (the only ones whose maps mean anything here).
 
-    python -m bench.explanations [--scenes 60] [--out bench/results/explanations.json]
+    python -m bench.explanations [--scenes 40] [--out bench/results/explanations.json]
 
 For every object of every test scene, the text "a <object name>" is explained on the scene's image. Pointing: the
 map's peak cell falls inside the object's box (the captioner's measure, `evaluation.captioning.peak_in_box`),
@@ -66,7 +66,7 @@ def measure(encoder, rows: list[tuple], grid: int) -> dict:
     }
 
 
-def run(n_scenes: int = 60, grid: int | None = None) -> dict:
+def run(n_scenes: int = 40, grid: int | None = None) -> dict:
     from app import configure_threads
     from core.catalog import load_catalog
     from core.explain import OCCLUSION_GRID
@@ -102,7 +102,7 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--scenes", type=int, default=60)
+    p.add_argument("--scenes", type=int, default=40)
     p.add_argument("--out", type=Path, default=Path("bench/results/explanations.json"))
     args = p.parse_args(argv)
     result = run(args.scenes)

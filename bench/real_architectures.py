@@ -2,7 +2,7 @@
 architectures (OpenCLIP ViT-B/32, SigLIP base, BLIP base; `bench.lookalike`'s tokenizers and processors), so the
 cost is the real one and nothing about quality is.
 
-    python -m bench.real_architectures [--repeats 15] [--out bench/results/real_architectures.json]
+    python -m bench.real_architectures [--repeats 5] [--out bench/results/real_architectures.json]
 
 Before and after run in the same process, interleaved call by call (the CPUs are shared: a busy neighbour slows
 both alike), with the app's thread settings (`app.configure_threads`: 2 torch threads). Each figure is the p50 of
@@ -161,7 +161,7 @@ def blip_caption(cap, repeats: int, beam: int = 3, max_len: int = 20) -> dict:
                                                                                      max_len=max_len)}, repeats)}
 
 
-def run(repeats: int = 10) -> dict:
+def run(repeats: int = 5) -> dict:
     import torch
 
     from app import configure_threads
@@ -227,7 +227,7 @@ before/after ratio is the figure to trust.
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("bench/results/real_architectures.json"))
     args = p.parse_args(argv)
     result = run(args.repeats)
