@@ -88,7 +88,9 @@ def markdown(r: dict) -> str:
              f"every object of {r['scenes']} test scenes, explained as \"a <name>\" on a {r['grid']}×{r['grid']} map. "
              "Pointing: the map's peak inside the object's box (chance: a peak drawn uniformly over the cells). "
              "Agreement: Spearman correlation of the gradient and occlusion maps over the cells, and same peak cell. "
-             "Words: how often the object's name weighs most in \"a <name> in a picture\".\n",
+             "Words: how often the object's name weighs most in \"a <name> in a picture\". The milliseconds were taken "
+             "on CPUs shared with other jobs (load ~12 on 2 cores): they compare the methods on one model, nothing more; "
+             "speed on the real architectures is in the section above.\n",
              "| model | objects | pointing, occlusion | pointing, gradient × input | chance | agreement ρ | same peak | "
              "map ms p50 occl. / grad. | name weighs most (chance) |",
              "|---|---|---|---|---|---|---|---|---|"]
