@@ -13,6 +13,7 @@ import gradio as gr
 
 from core.catalog import Catalog, load_catalog
 from core.services import Services
+from core.warmup import WarmStart, add_model_steps, warm_models
 
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server before any handler runs
 QUEUE_SIZE = 64  # waiting requests beyond this are refused with "queue full" instead of piling up
@@ -63,24 +64,66 @@ class HubNotice:
         return self._text
 
 
-def build_demo(catalog: Catalog, services: Services | None = None) -> gr.Blocks:
+WARM_POLL_S = 2.0  # how often an open page asks whether the warm start has news (only while it runs)
+
+
+def build_demo(catalog: Catalog, services: Services | None = None, warm: WarmStart | None = None) -> gr.Blocks:
+    """The app. Each tab's worked answer and the models behind it are steps of `warm`, which `launch` starts
+    once the server is up; a page that loads before a step is done waits for it (it is never computed twice).
+    Without `launch` (tests that only build the app), the first page load computes the answers, once."""
     from tabs import caption, categorise, compare, search
+    from tabs.common import arrival_handler
 
     configure_plots()
     services = services or Services(catalog)
+    warm = warm or WarmStart()
     notice = HubNotice(catalog)
     with gr.Blocks(title="Vision-Language Studio") as demo:
         gr.Markdown("# Vision-Language Studio\nSee how image-text models match words and pictures.")
         hub_line = gr.Markdown()
         demo.load(notice, None, hub_line, api_visibility="private")
+        warm_line = gr.Markdown()
+        _wire_warm_notice(demo, warm, warm_line)
         with gr.Tabs():
-            search.build(services)
-            categorise.build(services)
-            caption.build(services)
-            compare.build(services)
+            arrivals = [tab.build(services, warm) for tab in (search, categorise, caption, compare)]
         gr.Markdown(ATTRIBUTION)
+        for arrival in arrivals:
+            demo.load(arrival_handler(warm, arrival), None, arrival.outputs, postprocess=False,
+                      concurrency_limit=None, api_visibility="private")
+    _add_model_steps(services, warm, arrivals)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return demo
+
+
+def _add_model_steps(services: Services, warm: WarmStart, arrivals: list) -> None:
+    """After the worked answers: what each tab's default model needs for that tab (a search model's indexes, a
+    zero-shot model's class embeddings in both prompt styles), then the models the catalog marks `warm = true`
+    (Hub models download here)."""
+    tasks: dict[str, set[str]] = {}
+    for arrival in arrivals:
+        for name in arrival.models:
+            tasks.setdefault(name, set()).add(arrival.task)
+    for name in warm_models(services):
+        tasks.setdefault(name, set()).update(services.catalog.model(name).tasks)
+    for name, needs in tasks.items():
+        add_model_steps(warm, services, name, needs)
+
+
+def _wire_warm_notice(demo: gr.Blocks, warm: WarmStart, line: gr.Markdown) -> None:
+    """A visible line while the warm start does something visitors should know about (a Hub download)."""
+    timer = gr.Timer(WARM_POLL_S)
+
+    def status():
+        return warm.notice(), gr.Timer(active=warm.running())
+
+    demo.load(status, None, [line, timer], concurrency_limit=None, show_progress="hidden", api_visibility="private")
+    timer.tick(status, None, [line, timer], concurrency_limit=None, show_progress="hidden", api_visibility="private")
+
+
+def launch(demo: gr.Blocks, warm: WarmStart, **kwargs) -> None:
+    """Start the server, then the warm start in the background (the server answers meanwhile)."""
+    demo.launch(prevent_thread_lock=True, **kwargs)
+    warm.start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,8 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     configure_threads()
-    demo = build_demo(load_catalog(args.catalog))
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
+    catalog = load_catalog(args.catalog)
+    services, warm = Services(catalog), WarmStart()
+    demo = build_demo(catalog, services, warm)
+    launch(demo, warm, server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

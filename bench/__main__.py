@@ -2,6 +2,7 @@
 
     python -m bench                     # run all, then render
     python -m bench --only throughput   # rerun one, render with the stored results of the others
+    python -m bench --only first_minute # the first minute of a visit (before: see bench/first_minute.py)
     python -m bench --render            # render from bench/results/*.json only
     python -m bench --only rehearsal    # the Space with Hub models, on a look-alike Hub (~20 min)
     python -m bench --only real_architectures  # the real models' compute with random weights, before / after
@@ -15,11 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import explanations, real_architectures, rehearsal, scale, search_latency, throughput
+from bench import (explanations, first_minute, ray_embedding, real_architectures, rehearsal, scale, search_latency,
+                   throughput)
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
-           "rehearsal": rehearsal.run, "real_architectures": real_architectures.run, "explanations": explanations.run}
+           "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run,
+           "real_architectures": real_architectures.run, "explanations": explanations.run}
 
 
 def _met(ok: bool) -> str:
@@ -49,13 +52,19 @@ def render() -> str:
     parts = []
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
-                      ("scale", scale.markdown), ("rehearsal", rehearsal.markdown),
-                      ("real_architectures", real_architectures.markdown), ("explanations", explanations.markdown)):
+                      ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown),
+                      ("rehearsal", rehearsal.markdown), ("real_architectures", real_architectures.markdown),
+                      ("explanations", explanations.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())
             machine = machine or r["machine"]
             parts.append(fmt(r))
+    first = RESULTS / "first_minute.json"
+    if first.is_file():
+        before = RESULTS / "first_minute_before.json"  # the code before the warm start, measured by the same bench
+        parts.append(first_minute.markdown(json.loads(first.read_text()),
+                                           json.loads(before.read_text()) if before.is_file() else None))
     head = "# Benchmarks\n\nEvery figure below was measured by `python -m bench` (one command, every benchmark)"
     if machine:
         head += f" on {machine['cpu_count']} CPUs, {machine['platform']}, Python {machine['python']}"

@@ -29,6 +29,7 @@ class ModelSpec:
     source: str  # hf-hub:owner/repo[@rev] or an absolute folder
     description: str = ""
     tasks: tuple[str, ...] = ("search",)
+    warm: bool = False  # loaded by the warm start (core.warmup) beside each tab's default model
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     for name, m in data.get("models", {}).items():
         try:
             models[name] = ModelSpec(
-                name, m["family"], _source(m["source"], base), m.get("description", ""), tuple(m.get("tasks", ["search"]))
+                name, m["family"], _source(m["source"], base), m.get("description", ""),
+                tuple(m.get("tasks", ["search"])), bool(m.get("warm", False)),
             )
         except KeyError as e:
             raise CatalogError(f"{path}: model {name!r} lacks {e.args[0]!r}") from None

@@ -20,7 +20,10 @@ HEADLINE = (
     ("t2i R@1", "t2i_R@1"), ("t2i R@5", "t2i_R@5"), ("i2t R@1", "i2t_R@1"),
     ("zero-shot desc. acc.", "descriptive accuracy"), ("zero-shot bare acc.", "bare accuracy"),
     ("supervised acc.", "supervised accuracy"), ("macro F1 (best)", "best macro_f1"),
-    ("BLEU-4 (beam 3)", "beam 3 BLEU-4"), ("objects named %", "beam 3 objects_named"), ("pointing %", "beam 3 pointing"),
+    ("BLEU-4 (beam 3)", "beam 3 BLEU-4"), ("objects named %", "beam 3 objects_named"),
+    ("pointing %", "beam 3 pointing"), ("CHAIR-i % (beam 3)", "beam 3 CHAIR_i"), ("CHAIR-s %", "beam 3 CHAIR_s"),
+    ("position words %", "beam 3 position_accuracy"),
+    ("held-out concept hit@5", "heldout concept hit@5"), ("held-out zero-shot top-1", "heldout zero-shot top1"),
     ("score gap", "score gap"), ("params (M)", "parameters (M)"), ("weights (MB)", "weights (MB)"),
 )
 
@@ -83,12 +86,24 @@ def _metrics(ev: dict) -> dict[str, float]:
     for style, s in styles.items():
         for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "balanced_accuracy"):
             m[f"{style} {key}"] = s[key]
+        for label, value in s.get("accuracy_by_concept_split", {}).items():
+            m[f"{style} accuracy ({label} concepts)"] = value
     if styles:
         m["best macro_f1"] = max(s["macro_f1"] for s in styles.values())
     for setting, c in ev.get("captioning", {}).items():
         for key in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "objects_named", "pointing", "pointing_chance",
-                    "repeated_phrase_rate"):
-            m[f"{setting} {key}"] = c[key]
+                    "repeated_phrase_rate", "CHAIR_i", "CHAIR_s", "position_accuracy"):
+            if key in c:  # CHAIR and positions: files written since the open-vocabulary world
+                m[f"{setting} {key}"] = c[key]
+    concepts = ev.get("concepts", {})
+    for label, r in concepts.get("retrieval", {}).items():
+        for key in ("t2i_R@1", "t2i_R@5", "t2i_R@10"):
+            m[f"{label} concepts {key}"] = r[key]
+    for label, r in concepts.get("hit", {}).items():
+        m[f"{label} concept hit@5"] = r["hit@5"]
+    for label, r in concepts.get("zero_shot", {}).items():
+        m[f"{label} zero-shot top1"] = r["top1"]
+        m[f"{label} zero-shot top5"] = r["top5"]
     scores = ev.get("scores")
     if scores:
         m["score gap"] = scores["gap"]

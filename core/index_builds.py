@@ -138,7 +138,7 @@ class IndexBuilds:
 
     def _build(self, spec: IndexSpec, status: BuildStatus) -> None:
         from core.layouts import load_split
-        from pipelines.build_index import embed_images, index_from_embeddings, metadata
+        from pipelines.build_index import embed_rows, index_from_embeddings, metadata
 
         build = spec.build
         dataset = self.catalog.datasets[build.dataset]
@@ -150,9 +150,13 @@ class IndexBuilds:
         def progress(done: int) -> None:
             status.done = done
 
-        xb = embed_images(encoder, data, batch_size=32, progress=progress)
-        index_from_embeddings(xb, metadata(data), self.folder_for(spec), model=spec.model,
+        done = embed_rows(encoder, data, batch_size=32, progress=progress)
+        if done.skipped:  # an unreadable picture is left out of the collection, never fatal
+            log.warning("the %s index leaves out %d unreadable images: %s", spec.collection, len(done.skipped),
+                        ", ".join(i for i, _ in done.skipped[:10]))
+        index_from_embeddings(done.xb, metadata(data.select(done.rows)), self.folder_for(spec), model=spec.model,
                               model_revision=encoder.revision, dataset_source=dataset.source,
                               config=build.config or dataset.layout, split=build.split,
                               extra={"build_seconds": round(time.monotonic() - status.started, 1),
-                                     "built_by": "app", "sample": build.sample})
+                                     "built_by": "app", "sample": build.sample,
+                                     "skipped": [i for i, _ in done.skipped]})

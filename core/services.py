@@ -1,12 +1,13 @@
 """Loaded models and indexes, shared by every tab and visitor: lazy, once per process, bounded.
 
-Nothing loads at import or at start; the first request for a model loads it, later ones reuse it, and the
-least recently used model is evicted when more than `max_models` are loaded (memory stays bounded while
-visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
+Nothing loads at import; the first request for a model loads it (or the warm start, `core.warmup`, right after
+the server is up), later ones reuse it, and the least recently used model is evicted when more than
+`max_models` are loaded (memory stays bounded while visitors switch models). Loading failures become `AssetError`s that name the asset and the fix.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -16,6 +17,8 @@ from core.catalog import Catalog
 from core.sources import SourceError, SourceNotFound, resolve
 
 log = logging.getLogger(__name__)
+MAX_MODELS_ENV = "VLSTUDIO_MAX_MODELS"
+DEFAULT_MAX_MODELS = 3
 
 
 class AssetError(RuntimeError):
@@ -68,10 +71,15 @@ class BoundedCache:
 class Services:
     """What the tabs call: the catalog plus cached encoders and indexes."""
 
-    def __init__(self, catalog: Catalog, max_models: int = 3, max_indexes: int = 6, index_dir=None):
+    def __init__(self, catalog: Catalog, max_models: int | None = None, max_indexes: int = 6, index_dir=None):
         from core.index_builds import IndexBuilds
 
         self.catalog = catalog
+        if max_models is None:  # $VLSTUDIO_MAX_MODELS (a Space holding every Hub model: 8), else room for
+            # visitors switching models plus the models the catalog keeps warm
+            env = os.environ.get(MAX_MODELS_ENV)
+            max_models = int(env) if env else DEFAULT_MAX_MODELS + sum(spec.warm for spec in catalog.models.values())
+        self.max_models = max_models
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
         self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)

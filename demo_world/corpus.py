@@ -171,14 +171,19 @@ def pil_images(data, desc: str | None = None) -> list:
     return [Image.open(io.BytesIO(r["bytes"])).convert("RGB") for r in (tqdm(rows, desc=desc) if desc else rows)]
 
 
+def split_files(source_dir: Path, config: str, split: str) -> list[Path]:
+    """The parquet files of one split, in row order (a folder laid out by `write_corpus`, or a repo snapshot)."""
+    files = sorted((Path(source_dir) / config).glob(f"{split}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files for {config}/{split} under {source_dir}")
+    return files
+
+
 def load_split(source_dir: Path, config: str, split: str):
     """Load one split from a folder laid out by `write_corpus` (or a dataset repo snapshot)."""
     import datasets as ds
 
-    files = sorted((Path(source_dir) / config).glob(f"{split}-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no parquet files for {config}/{split} under {source_dir}")
-    return ds.Dataset.from_parquet([str(f) for f in files])
+    return ds.Dataset.from_parquet([str(f) for f in split_files(source_dir, config, split)])
 
 
 def main(argv: list[str] | None = None) -> None:

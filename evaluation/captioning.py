@@ -8,6 +8,8 @@
 - **Pointing**: over every object the caption names, the fraction whose attention peak, at the name's last word
   (the head noun: "bear" in "teddy bear"), falls inside that object's box. Chance level is reported beside it:
   the expected hit rate of a peak drawn uniformly over the grid cells.
+- **Hallucination and positions** (when the dataset has objects): CHAIR-i, CHAIR-s and position-word accuracy,
+  with synonyms from the concept table counted as mentions (see `evaluation/hallucination.py`).
 - **Repeated phrases**: the fraction of captions in which a word trigram occurs twice (the seed's "a blue shirt and
   a blue shirt"). The same rate on the reference captions is reported for scale.
 """
@@ -79,9 +81,10 @@ def box_chance(box: Sequence[float], grid: int) -> float:
     return float(inside_x * inside_y)
 
 
-def caption_metrics(results: list, references: list[list[str]], objects: list[list[dict]]) -> dict:
+def caption_metrics(results: list, references: list[list[str]], objects: list[list[dict]], lexicon=None) -> dict:
     """results: one `CaptionResult` per image; references: its reference captions; objects: its objects
-    ({"name", "box"}). Returns BLEU-1..4, objects_named, pointing (+ its chance level), repeated-phrase rates."""
+    ({"name", "box"}). Returns BLEU-1..4, objects_named, pointing (+ its chance level), repeated-phrase rates,
+    and, given a `Lexicon` and objects, CHAIR-i / CHAIR-s and position-word accuracy."""
     hyps = [r.tokens for r in results]
     refs = [[tokenize(c) for c in caps] for caps in references]
     named, hits, chances = [], [], []
@@ -94,8 +97,15 @@ def caption_metrics(results: list, references: list[list[str]], objects: list[li
                 hits.append(peak_in_box(r.attention[at], o["box"]))
                 chances.append(box_chance(o["box"], r.attention.shape[-1]))
         named.append(all(found))
+    extra = {}
+    if lexicon is not None and any(objects):
+        from evaluation.hallucination import chair, position_accuracy
+
+        extra = {**chair(hyps, [[o["name"] for o in objs] for objs in objects], lexicon),
+                 **position_accuracy(hyps, objects, lexicon)}
     return {
         **corpus_bleu(hyps, refs),
+        **extra,
         "objects_named": 100 * float(np.mean(named)) if named else 0.0,
         "pointing": 100 * float(np.mean(hits)) if hits else 0.0,
         "pointing_chance": 100 * float(np.mean(chances)) if chances else 0.0,

@@ -9,7 +9,12 @@ Writes `<model folder>/eval/<dataset>--<config>-<split>.json`:
 
 For a captioning model on a scenes split: "captioning": {"beam 1" | "beam 3" | "beam 3, no repeat guard":
 {"BLEU-1".."BLEU-4", "objects_named", "pointing", "pointing_chance", "n_object_words", "repeated_phrase_rate",
-"references_repeated_phrase_rate", "mean_length"}} and "examples" (the first ten captions of each setting).
+"references_repeated_phrase_rate", "mean_length", and with objects "CHAIR_i", "CHAIR_s", "n_mentions",
+"n_hallucinated", "position_accuracy", "n_position_claims"}} and "examples" (the first ten captions of each
+setting). When the objects carry `concept_split` (the open-vocabulary world), retrieval adds "concepts":
+{"retrieval": {"seen" | "heldout": {...R@K}}, "hit": {"seen" | "heldout": {"hit@5", "n_concepts"}},
+"zero_shot": {"seen" | "heldout": {"top1", "top5", "n_images", "n_classes"}}} (see `evaluation/concepts.py`) and
+classification adds "accuracy_by_concept_split": {"seen", "heldout"} to each style.
 For a scenes split (retrieval): "n_captions" and "metrics": {"t2i_R@1", ..., "i2t_R@10"}, following the standard
 retrieval protocol (see `evaluation/retrieval.py`). For a products split (classification): "classes" and
 "styles": {"descriptive" | "bare" | "supervised": {"accuracy", "macro_precision", "macro_recall", "macro_f1",
@@ -64,13 +69,19 @@ def score_distribution(text_emb: np.ndarray, image_emb: np.ndarray, owner: np.nd
 
 
 def retrieval_metrics(encoder, dataset) -> dict:
+    from evaluation.concepts import concept_results, has_concept_split
+
     data = undecoded(dataset)
     image_emb = embed_images(encoder, data)
     captions = data["captions"]
     owner = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
     text_emb = encoder.encode_text([c for caps in captions for c in caps])
-    return {"n_images": len(data), "n_captions": len(owner), "metrics": recall_at_k(text_emb, image_emb, owner),
-            "scores": score_distribution(text_emb, image_emb, owner)}
+    out = {"n_images": len(data), "n_captions": len(owner), "metrics": recall_at_k(text_emb, image_emb, owner),
+           "scores": score_distribution(text_emb, image_emb, owner)}
+    objects = data["objects"] if "objects" in data.column_names else []
+    if has_concept_split(objects):
+        out["concepts"] = concept_results(encoder, text_emb, image_emb, owner, objects)
+    return out
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -139,12 +150,16 @@ def captioning_results(captioner, dataset) -> dict:
 
     from evaluation.captioning import caption_metrics
 
+    from evaluation.hallucination import Lexicon
+
     images = pil_images(dataset)
+    objects = dataset["objects"]
+    lexicon = Lexicon.from_concept_table(o["name"] for objs in objects for o in objs)
     out = {"n_images": len(images), "captioning": {}, "examples": {}}
     for label, (beam, guard) in CAPTION_SETTINGS.items():
         kwargs = {"no_repeat_ngram": guard} if hasattr(captioner, "vocab") else {}
         results = [captioner.caption(im, beam_size=beam, **kwargs) for im in tqdm(images, desc=f"caption, {label}")]
-        out["captioning"][label] = caption_metrics(results, dataset["captions"], dataset["objects"])
+        out["captioning"][label] = caption_metrics(results, dataset["captions"], objects, lexicon)
         out["examples"][label] = {i: r.caption for i, r in zip(dataset["id"][:10], results[:10])}
     return out
 
@@ -160,9 +175,11 @@ def classification_results(model, dataset) -> dict:
     ids = dataset["id"]
     images = pil_images(dataset)
     out = {"n_images": len(y), "classes": classes, "styles": {}}
+    groups = _concept_groups(dataset)
     if hasattr(model, "predict_proba"):
         pred = model.predict_proba(images).argmax(axis=1)
         out["styles"]["supervised"] = classification_metrics(y, pred, len(classes))
+        out["styles"]["supervised"].update(_accuracy_by_group(y, pred, groups))
         return out
     image_emb = model.encode_image(images)
     for style in ("descriptive", "bare"):
@@ -172,11 +189,29 @@ def classification_results(model, dataset) -> dict:
         sims = image_emb @ class_emb.T  # (N, C) cosine similarities
         out["styles"][style] = {
             **classification_metrics(y, pred, len(classes)),
+            **_accuracy_by_group(y, pred, groups),
             "prompts": prompts,
             "mean_similarity_per_class": {c: float(sims[y == i, i].mean()) for i, c in enumerate(classes)},
             "top_images_per_class": {c: [ids[j] for j in np.argsort(-sims[:, i])[:4]] for i, c in enumerate(classes)},
         }
     return out
+
+
+def _concept_groups(dataset) -> np.ndarray | None:
+    """Per product image, "seen" or "heldout" (its concept's split), when the dataset records it."""
+    from evaluation.concepts import has_concept_split
+
+    objects = dataset["objects"] if "objects" in dataset.column_names else []
+    if not has_concept_split(objects):
+        return None
+    return np.array(["heldout" if any(o["concept_split"] == "heldout" for o in objs) else "seen" for objs in objects])
+
+
+def _accuracy_by_group(y: np.ndarray, pred: np.ndarray, groups: np.ndarray | None) -> dict:
+    if groups is None:
+        return {}
+    return {"accuracy_by_concept_split": {g: 100 * float((pred[groups == g] == y[groups == g]).mean())
+                                          for g in ("seen", "heldout") if (groups == g).any()}}
 
 
 def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str, limit: int | None = None) -> dict:

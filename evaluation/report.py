@@ -52,6 +52,34 @@ def captioning_table(results) -> str:
     return "\n".join(rows)
 
 
+def hallucination_table(results) -> str:
+    rows = ["| model | dataset | split | decoding | CHAIR-i | CHAIR-s | mentions | position words (claims) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        for setting, m in r.get("captioning", {}).items():
+            if "CHAIR_i" in m:
+                rows.append(f"| {name} | {r['dataset']} | {r['config']}/{r['split']} | {setting} | "
+                            f"{m['CHAIR_i']:.1f} | {m['CHAIR_s']:.1f} | {m['n_mentions']} | "
+                            f"{m['position_accuracy']:.1f} "
+                            f"({m['n_position_claims']}) |")
+    return "\n".join(rows)
+
+
+def concepts_table(results) -> str:
+    rows = ["| model | split | concepts | t2i R@1 | R@10 | \"a photo of a …\" hit@5 | zero-shot top-1 | top-5 |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        c = r.get("concepts", {})
+        for label in ("seen", "heldout"):
+            ret, hit, zs = (c.get(k, {}).get(label) for k in ("retrieval", "hit", "zero_shot"))
+            if not (ret or hit or zs):
+                continue
+            cells = [f"{ret['t2i_R@1']:.1f}" if ret else "", f"{ret['t2i_R@10']:.1f}" if ret else "",
+                     f"{hit['hit@5']:.1f}" if hit else "", f"{zs['top1']:.1f}" if zs else "", f"{zs['top5']:.1f}" if zs else ""]
+            rows.append(f"| {name} | {r['config']}/{r['split']} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def scores_table(results) -> str:
     rows = ["| model | split | matching cosine (mean ± sd) | non-matching | gap |", "|---|---|---|---|---|"]
     for name, r in results:
@@ -80,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\nZero-shot and supervised categorisation, demo products test split (700 images, %):\n\n"
           + classification_table(results))
     print("\nCaptioning, demo scenes test split (1,000 images, five references each, %):\n\n" + captioning_table(results))
+    print("\nObject hallucination and position words (CHAIR, Rohrbach et al. 2018; synonyms count as mentions):\n\n"
+          + hallucination_table(results))
+    print("\nSeen vs held-out concepts (open-vocabulary world):\n\n" + concepts_table(results))
     print("\nCosine similarity of matching vs non-matching (caption, image) pairs:\n\n" + scores_table(results))
     print("\nSize and speed (CPU, the evaluate command's threads):\n\n" + cost_table(results))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.catalog import load_catalog
+from core.inputs import InputError, load_image
 from core.services import Services
 from core.sources import describe, resolve
 from demo_world.corpus import load_split, undecoded
@@ -28,44 +30,90 @@ from index import IndexInfo, build_index, choose_factory, measure_recall, save_i
 log = logging.getLogger(__name__)
 
 
-THUMBNAIL_PX = 320  # pictures larger than this are kept in the index's metadata as a JPEG of this size
+@dataclass
+class Embedded:
+    """What one embedding pass made of a run of rows."""
+
+    xb: np.ndarray  # (N_ok, D) L2-normalised image embeddings, in row order
+    rows: list[int]  # positions (in the input) of the rows embedded: every row whose image could be read
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) of rows whose image could not
+
+    @classmethod
+    def concat(cls, parts: list[Embedded], offsets: list[int], dim: int) -> Embedded:
+        xb = np.concatenate([p.xb for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        rows = [o + r for p, o in zip(parts, offsets) for r in p.rows]
+        return cls(xb, rows, [s for p in parts for s in p.skipped])
 
 
-def embed_images(encoder, dataset, batch_size: int = 128, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """(N, D) normalised image embeddings of a dataset whose `image` column holds undecoded bytes;
-    `progress(images_done)` is called after each batch."""
-    out = []
+def embed_batch(encoder, ids: Sequence[str], images: Sequence[dict]) -> Embedded:
+    """Embed one batch of undecoded images ({"bytes", "path"}), each decoded and checked as an upload is
+    (`core.inputs.load_image`). An image that cannot be read is skipped and reported by id, never fatal: one bad
+    file must not stop a build of millions. The one embedding step of every index path (single pass, shards, Ray)."""
+    pictures, rows, skipped = [], [], []
+    for i, (row_id, image) in enumerate(zip(ids, images)):
+        try:
+            pictures.append(load_image(image["bytes"] if isinstance(image, dict) else image))
+            rows.append(i)
+        except InputError as e:
+            skipped.append((str(row_id), str(e)))
+            log.warning("skipped image %s: %s", row_id, e)
+    xb = encoder.encode_image(pictures, batch_size=max(1, len(pictures)))
+    return Embedded(xb, rows, skipped)
+
+
+def embed_rows(encoder, dataset, batch_size: int = 128, progress: Callable[[int], None] | None = None) -> Embedded:
+    """Every row of a dataset whose `image` column holds undecoded bytes, batch by batch; `progress(rows_done)`
+    after each batch (the app's background builds show it to visitors)."""
+    parts, offsets = [], []
     for start in tqdm(range(0, len(dataset), batch_size), desc=f"embed with {encoder.name}", unit="batch"):
-        rows = dataset[start : start + batch_size]["image"]
-        out.append(encoder.encode_image([Image.open(io.BytesIO(r["bytes"])) for r in rows], batch_size=batch_size))
+        rows = dataset[start : start + batch_size]
+        parts.append(embed_batch(encoder, rows["id"], rows["image"]))
+        offsets.append(start)
         if progress:
             progress(min(len(dataset), start + batch_size))
-    return np.concatenate(out) if out else np.zeros((0, encoder.dim), dtype=np.float32)
+    return Embedded.concat(parts, offsets, encoder.dim)
+
+
+def embed_images(encoder, dataset, batch_size: int = 128) -> np.ndarray:
+    """(N, D) normalised image embeddings of every row; an unreadable image is an error here (evaluation needs
+    them all, aligned with the captions)."""
+    done = embed_rows(encoder, dataset, batch_size)
+    if done.skipped:
+        raise ValueError(f"{len(done.skipped)} images cannot be read, e.g. {done.skipped[0][0]}: {done.skipped[0][1]}")
+    return done.xb
+
+
+THUMBNAIL_PX = 320  # pictures larger than this are kept in the index's metadata as a JPEG of this size
 
 
 def thumbnail(data: bytes) -> bytes:
     """The picture as the app shows it: as is when small (the demo world's PNGs), else a JPEG thumbnail, so an
     index of photos keeps tens of kB per image in memory, not the full-size file."""
-    image = Image.open(io.BytesIO(data))
-    if max(image.size) <= THUMBNAIL_PX:
+    try:
+        image = Image.open(io.BytesIO(data))
+        if max(image.size) <= THUMBNAIL_PX:
+            return data
+        image = image.convert("RGB")
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    except Exception:  # an unreadable picture: kept as is for the report of skipped rows, never indexed
         return data
-    image = image.convert("RGB")
-    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 
-def metadata(dataset) -> pd.DataFrame:
-    """One row per vector: id, first caption, all captions, the picture (see `thumbnail`) and the category."""
-    cols = dataset.column_names
+def metadata(columns) -> pd.DataFrame:
+    """One row per vector: id, first caption, all captions, the picture (see `thumbnail`) and the category.
+    `columns` is a `datasets.Dataset` or any mapping of column name to values (a batch, a DataFrame)."""
+    names = columns.column_names if hasattr(columns, "column_names") else list(columns.keys())
+    ids = list(columns["id"])
     return pd.DataFrame(
         {
-            "id": dataset["id"],
-            "caption": [c[0] if c else "" for c in dataset["captions"]],
-            "captions": dataset["captions"],
-            "image": [thumbnail(r["bytes"]) for r in dataset["image"]],
-            "category": dataset["category"] if "category" in cols else [""] * len(dataset),
+            "id": ids,
+            "caption": [c[0] if len(c) else "" for c in columns["captions"]],
+            "captions": [list(c) for c in columns["captions"]],
+            "image": [thumbnail(r["bytes"] if isinstance(r, dict) else r) for r in columns["image"]],
+            "category": list(columns["category"]) if "category" in names else [""] * len(ids),
         }
     )
 
@@ -124,9 +172,10 @@ def build(
     data = load_layout(spec, config, split, sample=sample)
     if limit:
         data = data.select(range(min(limit, len(data))))
-    xb = embed_images(encoder, data)
-    return index_from_embeddings(xb, metadata(data), out, model=model, model_revision=encoder.revision,
-                                 dataset_source=spec.source, config=config or spec.layout, split=split)
+    done = embed_rows(encoder, data)
+    return index_from_embeddings(done.xb, metadata(data.select(done.rows)), out, model=model,
+                                 model_revision=encoder.revision, dataset_source=spec.source,
+                                 config=config or spec.layout, split=split)
 
 
 def main(argv: list[str] | None = None) -> None:

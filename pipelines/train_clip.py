@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.captions import partial_caption
-from demo_world.corpus import IMAGE_PX, iter_scenes
-from demo_world.scenes import Scene, render
+from demo_world.corpus import IMAGE_PX
+from demo_world.scenes import Scene
+from demo_world.worlds import get_world
 from evaluation.retrieval import recall_at_k
 from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
@@ -56,13 +56,16 @@ class TrainConfig:
     val_scenes: int = 1_000
     eval_every: int = 250
     threads: int = 2
+    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
     model_cfg: dict = field(default_factory=lambda: json.loads(json.dumps(MODEL_CFG)))
 
 
-def _scene_tensors(split: str, n: int, seed: int, preprocess) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
+def _scene_tensors(split: str, n: int, seed: int, preprocess, world: str = "grid"
+                   ) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
+    w = get_world(world)
     images, captions, scenes = [], [], []
-    for scene, caps in tqdm(iter_scenes(split, n, seed), total=n, desc=f"render {split}", leave=False):
-        images.append(preprocess(render(scene, IMAGE_PX)))
+    for scene, caps in tqdm(w.iter_scenes(split, n, seed), total=n, desc=f"render {split}", leave=False):
+        images.append(preprocess(w.render(scene, IMAGE_PX)))
         captions.append(caps)
         scenes.append(scene)
     return torch.stack(images), captions, scenes  # (N, 3, H, W)
@@ -70,7 +73,7 @@ def _scene_tensors(split: str, n: int, seed: int, preprocess) -> tuple[torch.Ten
 
 def _training_text(i: int, captions: list[list[str]], scenes: list[Scene], rng, cfg: "TrainConfig") -> str:
     if rng.random() < cfg.partial_captions:
-        return partial_caption(scenes[i], rng)
+        return get_world(cfg.world).partial_caption(scenes[i], rng)
     return captions[i][rng.integers(len(captions[i]))]
 
 
@@ -94,8 +97,8 @@ def train(cfg: TrainConfig) -> dict:
     model = open_clip.CLIP(**cfg.model_cfg, output_dict=True)
     preprocess = open_clip.image_transform(cfg.model_cfg["vision_cfg"]["image_size"], is_train=False, **_pp_kwargs())
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.model_cfg["text_cfg"]["context_length"])
-    train_x, train_caps, train_scenes = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess)
-    val_x, val_caps, _ = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess)
+    train_x, train_caps, train_scenes = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess, cfg.world)
+    val_x, val_caps, _ = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess, cfg.world)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.corpus import IMAGE_PX, PRODUCT_SPLITS, iter_products
+from demo_world.corpus import IMAGE_PX
 from demo_world.icons import CATEGORIES
-from demo_world.scenes import render
+from demo_world.worlds import get_world
 from pipelines.common import BestWeights, parse_config, training_record
 from models.cnn_classifier import CNNClassifierModel, save_cnn_classifier
 from models.dual_encoder import DualEncoderConfig, preprocess
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     out: str = "assets/models/cnn-baseline"
     seed: int = 0
+    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
     steps: int = 300
     batch_size: int = 128
     lr: float = 2e-3
@@ -35,10 +36,11 @@ class TrainConfig:
     threads: int = 2
 
 
-def _split(split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(split: str, seed: int, world_name: str = "grid") -> tuple[torch.Tensor, torch.Tensor]:
+    world = get_world(world_name)
     xs, ys = [], []
-    for scene, _, _ in iter_products(split, PRODUCT_SPLITS[split], seed):
-        xs.append(preprocess(render(scene, IMAGE_PX), 64))
+    for scene, _, _ in world.iter_products(split, world.product_splits[split], seed):
+        xs.append(preprocess(world.render(scene, IMAGE_PX), 64))
         ys.append(CATEGORIES.index(scene.category))
     return torch.stack(xs), torch.tensor(ys)
 
@@ -46,7 +48,7 @@ def _split(split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def train(cfg: TrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    (x, y), (vx, vy) = _split("train", cfg.seed), _split("val", cfg.seed)
+    (x, y), (vx, vy) = _split("train", cfg.seed, cfg.world), _split("val", cfg.seed, cfg.world)
     model = CNNClassifierModel(DualEncoderConfig(), len(CATEGORIES))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)

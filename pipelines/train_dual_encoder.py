@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.captions import partial_caption
-from demo_world.corpus import IMAGE_PX, iter_products, iter_scenes
+from demo_world.corpus import IMAGE_PX
 from demo_world.icons import CATEGORIES
-from demo_world.scenes import render
+from demo_world.worlds import get_world
 from evaluation.retrieval import recall_at_k
 from models.dual_encoder import MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, preprocess, save_dual_encoder
 from models.zero_shot import prompts_for
@@ -44,27 +43,33 @@ class TrainConfig:
     eval_every: int = 250
     threads: int = 2
     text_head: str = "locked"  # "locked": image tower lands in MiniLM's space; "mlp": trained text head
+    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
 
 
 def _examples(cfg: TrainConfig):
     """(images (N, 3, H, W), texts per image) for scenes and products of the train splits."""
     rng = np.random.default_rng(cfg.seed)
+    w = get_world(cfg.world)
     images, texts = [], []
-    for scene, caps in tqdm(iter_scenes("train", cfg.train_scenes, cfg.seed), total=cfg.train_scenes, desc="scenes"):
-        images.append(preprocess(render(scene, IMAGE_PX), 64))
-        texts.append([caps[i] for i in rng.choice(5, cfg.captions_per_scene, replace=False)] + [partial_caption(scene, rng)])
-    for scene, caps, desc in tqdm(iter_products("train", cfg.train_products, cfg.seed), total=cfg.train_products, desc="products"):
-        images.append(preprocess(render(scene, IMAGE_PX), 64))
+    for scene, caps in tqdm(w.iter_scenes("train", cfg.train_scenes, cfg.seed), total=cfg.train_scenes, desc="scenes"):
+        images.append(preprocess(w.render(scene, IMAGE_PX), 64))
+        texts.append([caps[i] for i in rng.choice(5, cfg.captions_per_scene, replace=False)]
+                     + [w.partial_caption(scene, rng)])
+    for scene, caps, desc in tqdm(w.iter_products("train", cfg.train_products, cfg.seed), total=cfg.train_products,
+                                  desc="products"):
+        images.append(preprocess(w.render(scene, IMAGE_PX), 64))
         texts.append([caps[0], caps[1], desc])
     return torch.stack(images), texts
 
 
 def _val(cfg: TrainConfig):
+    w = get_world(cfg.world)
     images, caps = [], []
-    for scene, c in iter_scenes("val", cfg.val_scenes, cfg.seed):
-        images.append(preprocess(render(scene, IMAGE_PX), 64))
+    for scene, c in w.iter_scenes("val", cfg.val_scenes, cfg.seed):
+        images.append(preprocess(w.render(scene, IMAGE_PX), 64))
         caps.append(c)
-    products = [(preprocess(render(s, IMAGE_PX), 64), CATEGORIES.index(s.category)) for s, _, _ in iter_products("val", 350, cfg.seed)]
+    products = [(preprocess(w.render(s, IMAGE_PX), 64), CATEGORIES.index(s.category))
+                for s, _, _ in w.iter_products("val", 350, cfg.seed)]
     return torch.stack(images), caps, torch.stack([p[0] for p in products]), np.array([p[1] for p in products])
 
 

@@ -11,9 +11,11 @@ from core.explain import overlay
 from core.compare import read_evaluation
 from core.inputs import InputError, load_image, parse_choice
 from core.services import Services
-from tabs.common import upload_dirs, visitor_errors
+from core.warmup import WarmStart
+from tabs.common import Arrival, upload_dirs, visitor_errors, worked_answer
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scenes"
+DEFAULT_BEAM = 3
 
 
 def run_caption(services: Services, image, model: str | None, beam_size):
@@ -35,7 +37,8 @@ def _metrics_table(services: Services) -> list[list]:
     return rows
 
 
-def build(services: Services) -> None:
+def build(services: Services, warm: WarmStart) -> Arrival:
+    """The tab; its worked answer (the first example photo, captioned once) is shown on arrival."""
     models = services.catalog.models_for("caption")
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
     with gr.Tab("Caption", id="caption", elem_id="caption-tab"):
@@ -45,16 +48,17 @@ def build(services: Services) -> None:
         )
         with gr.Row():
             with gr.Column(scale=2):
-                image = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], height=240)
+                image = gr.Image(examples[0] if examples else None, label="Photo", type="filepath",
+                                 sources=["upload", "clipboard"], height=240)
                 model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
-                beam = gr.Slider(1, MAX_BEAM, value=3, step=1, label="Beam size (1 = greedy)")
+                beam = gr.Slider(1, MAX_BEAM, value=DEFAULT_BEAM, step=1, label="Beam size (1 = greedy)")
                 go = gr.Button("Caption", variant="primary")
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Example photos")
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
                 annotated = gr.AnnotatedImage(label="Attention per word (click a word in the legend)", height=320)
-        strip = gr.Gallery(label="Every word with its attention map", columns=8, height=220)
+        strip = gr.Gallery(label="Every word with its attention map", columns=8, height=220, elem_id="caption-strip")
         with gr.Accordion("Measured on the demo test split (1,000 scenes, five references each)", open=False):
             gr.Dataframe(
                 _metrics_table(services),
@@ -74,6 +78,9 @@ def build(services: Services) -> None:
         outputs = [text, annotated, strip]
         go.click(on_caption, [image, model, beam], outputs, api_visibility="private")
         image.upload(on_caption, [image, model, beam], outputs, api_visibility="private")
+        arrival = worked_answer(warm, "caption worked answer", outputs,
+                                lambda: on_caption(examples[0], model.value, DEFAULT_BEAM),
+                                models=[model.value], task="caption")
 
         def caption_api(image: FileData | None = None, model: str = "", beam_size: int = 3) -> dict:
             """Caption a photo. Returns {caption, tokens, attention}: one attention map per token, each a 2-D
@@ -83,3 +90,4 @@ def build(services: Services) -> None:
                     "attention": [a.round(6).tolist() for a in result.attention]}
 
         gr.api(caption_api, api_name="caption", concurrency_limit=2)
+    return arrival

@@ -14,7 +14,8 @@ from core.compare import read_evaluation
 from core.explain import overlay
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
-from tabs.common import notices_markdown, upload_dirs, visitor_errors
+from core.warmup import WarmStart
+from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
 STYLES = {"descriptive prompts": "descriptive", "bare category names": "bare", "my own labels": "custom"}
 HEATMAP_METHODS = {"occlusion": "occlusion (how much greying out each region lowers the top category's score)",
@@ -126,7 +127,8 @@ def _default_model(services: Services, models: list[str]) -> str | None:
     return max(models, key=lambda m: scores[m]) if models else None
 
 
-def build(services: Services) -> None:
+def build(services: Services, warm: WarmStart) -> Arrival:
+    """The tab; its worked answer (the first example product, categorised once) is shown on arrival."""
     catalog = services.catalog
     models = catalog.models_for("categorise")
     default = _default_model(services, models)
@@ -139,7 +141,8 @@ def build(services: Services) -> None:
         )
         with gr.Row():
             with gr.Column(scale=2):
-                image = gr.Image(label="Product photo", type="filepath", sources=["upload", "clipboard"], height=240)
+                image = gr.Image(examples[0] if examples else None, label="Product photo", type="filepath",
+                                 sources=["upload", "clipboard"], height=240)
                 model = gr.Dropdown(models, value=default, label="Model")
                 style = gr.Radio(list(STYLES), value="descriptive prompts", label="Categories")
                 labels = gr.Textbox(label="Your labels (comma-separated)", placeholder="e.g. toy, furniture, clock",
@@ -149,7 +152,8 @@ def build(services: Services) -> None:
                     gr.Examples(examples, inputs=[image], label="Example products")
             with gr.Column(scale=3):
                 label = gr.Label(label="Category probabilities", num_top_classes=10, elem_id="categorise-label")
-                heat = gr.Image(label="What supports the top category (heat-map)", height=260)
+                heat = gr.Image(label="What supports the top category (heat-map)", height=260,
+                                elem_id="categorise-heat")
                 explain = gr.Markdown()
         with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False) as acc:
             gr.Dataframe(
@@ -174,6 +178,9 @@ def build(services: Services) -> None:
         go.click(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
         image.upload(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
         style.change(lambda st: gr.Textbox(visible=STYLES[st] == "custom"), style, labels, api_visibility="private")
+        arrival = worked_answer(warm, "categorise worked answer", [label, heat, explain],
+                                lambda: on_categorise(examples[0], "", default, "descriptive prompts"),
+                                models=[default], task="categorise")
         analysis_out = [cm_plot, sim_plot, top_gallery]
         acc.expand(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
         for c in (cm_model, cm_style):
@@ -190,3 +197,4 @@ def build(services: Services) -> None:
                     "doubtful": result.doubtful}
 
         gr.api(categorise_api, api_name="categorise", concurrency_limit=2)
+    return arrival

@@ -1,15 +1,19 @@
-"""What every tab shares: turning our errors into messages a visitor understands."""
+"""What every tab shares: turning our errors into messages a visitor understands, and worked answers on arrival."""
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from core.catalog import CatalogError
 from core.inputs import InputError
 from core.services import AssetError
+from core.warmup import WarmStart
 
 log = logging.getLogger(__name__)
 VISITOR_ERRORS = (InputError, CatalogError, AssetError)
@@ -42,3 +46,43 @@ def upload_dirs() -> list[Path]:
 
 def notices_markdown(notices: list[str]) -> str:
     return "\n".join(f"ℹ️ {n}" for n in notices)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A tab's worked answer: what `outputs` show as soon as a page loads, computed once by warm-up step `step`."""
+
+    step: str
+    outputs: list[gr.components.Component]
+    models: list[str]  # the tab's default models, which the warm start prepares for `task`
+    task: str = ""  # "search", "categorise", "caption": what the tab does with them
+
+
+def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) -> list:
+    """What Gradio sends to the browser for `values` (images written to its cache once), ready to serve as is
+    (`postprocess=False`) to every visitor: nothing is recomputed or re-encoded per page load."""
+    payloads = []
+    for component, value in zip(outputs, values, strict=True):
+        payload = component.postprocess(value)
+        payloads.append(payload.model_dump() if hasattr(payload, "model_dump") else payload)
+    return payloads
+
+
+def worked_answer(warm: WarmStart, step: str, outputs: Sequence[gr.components.Component],
+                  compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = (), task: str = "") -> Arrival:
+    """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step."""
+    warm.add(step, lambda: rendered(outputs, compute()))
+    return Arrival(step, list(outputs), [m for m in models if m], task)
+
+
+def arrival_handler(warm: WarmStart, arrival: Arrival) -> Callable[[], list]:
+    """The page-load handler: the cached answer (waiting for the warm start if it is still computing it)."""
+
+    def on_load() -> list:
+        try:
+            return warm.get(arrival.step)
+        except Exception:  # noqa: BLE001 - no worked answer is better than an error on arrival; the tab still works
+            log.exception("no worked answer for %s", arrival.step)
+            return [gr.skip() for _ in arrival.outputs]
+
+    return on_load

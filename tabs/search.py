@@ -13,7 +13,8 @@ from core.explain import METHODS, Explanation, explain, heatmap, overlay
 from core.inputs import InputError, clean_text, load_image, parse_choice, parse_k
 from core.search import SearchResult, search_image, search_text
 from core.services import Services
-from tabs.common import notices_markdown, upload_dirs, visitor_errors
+from core.warmup import WarmStart
+from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
 EXAMPLE_QUERIES = [
     "a dog on a blue background",
@@ -23,6 +24,7 @@ EXAMPLE_QUERIES = [
     "a laptop isolated on white",
 ]
 MAX_K = 50
+DEFAULT_K = 12
 
 
 def run_search(services: Services, query: str | None, image, k, model: str | None, collection: str | None) -> SearchResult:
@@ -92,7 +94,8 @@ def build_status(services: Services) -> dict:
     return gr.Markdown("\n\n".join(f"⏳ {line}" for line in lines), visible=bool(lines))
 
 
-def build(services: Services) -> None:
+def build(services: Services, warm: WarmStart) -> Arrival:
+    """The tab; its worked answer (the first example query, searched once) is shown on arrival."""
     catalog = services.catalog
     models = catalog.search_models()
     with gr.Tab("Search", id="search", elem_id="search-tab"):
@@ -106,13 +109,14 @@ def build(services: Services) -> None:
                                show_progress="hidden", queue=False)
         with gr.Row():
             with gr.Column(scale=2):
-                query = gr.Textbox(label="Description", placeholder="e.g. a dog on a blue background", max_lines=3)
+                query = gr.Textbox(EXAMPLE_QUERIES[0], label="Description", placeholder="e.g. a dog on a blue background",
+                                   max_lines=3)
                 image = gr.Image(label="…or an image", type="filepath", sources=["upload", "clipboard"], height=180)
                 with gr.Row():
                     model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
                     first = catalog.collections(models[0]) if models else []
                     collection = gr.Dropdown(first, value=first[0] if first else None, label="Collection")
-                k = gr.Slider(1, MAX_K, value=12, step=1, label="Number of results (k)")
+                k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Number of results (k)")
                 with gr.Row():
                     go = gr.Button("Search", variant="primary")
                     clear = gr.ClearButton([query, image], value="Clear")
@@ -153,6 +157,9 @@ def build(services: Services) -> None:
             trigger(on_search, inputs, [gallery, notes, last], api_visibility="private")
         gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
+        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last],  # its hits can be explained
+                                lambda: on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model.value, collection.value),
+                                models=[model.value], task="search")
 
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
@@ -181,3 +188,4 @@ def build(services: Services) -> None:
                     "score": round(ex.score, 6), "method": ex.method}
 
         gr.api(explain_api, api_name="explain", concurrency_limit=2)
+    return arrival

@@ -45,13 +45,15 @@ def point_client_at(hub: LocalHub, home, monkeypatch) -> None:
 
 @pytest.fixture(scope="session")
 def app_url():
-    """The real app on the bundled catalog, launched once for every test that drives it over HTTP."""
-    from app import MAX_FILE_SIZE, build_demo, configure_threads
+    """The real app on the bundled catalog (warm start included), launched once for every test that drives it over HTTP."""
+    from app import MAX_FILE_SIZE, build_demo, configure_threads, launch
     from core.catalog import load_catalog
+    from core.warmup import WarmStart
 
     configure_threads()
-    demo = build_demo(load_catalog())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", max_file_size=MAX_FILE_SIZE)
+    warm = WarmStart()
+    demo = build_demo(load_catalog(), warm=warm)
+    launch(demo, warm, server_name="127.0.0.1", max_file_size=MAX_FILE_SIZE)  # with its warm start, as `python app.py`
     try:
         yield demo.local_url
     finally:
@@ -75,3 +77,17 @@ def lookalike_hub(lookalike_datasets_root, tmp_path, monkeypatch):
     yield hub
     hub.stop()
     assert not hub.errors, f"the local Hub failed while answering: {hub.errors}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster on 2 CPUs, started once for every test that needs it and shut down after them."""
+    import ray
+
+    from pipelines.ray_shards import start
+
+    start(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -80,3 +80,35 @@ def test_real_architectures_interleaves_and_renders():
     md = ra.markdown(fake)
     assert "| 100 ms | 12 ms (p95 12) | 8.3× | ≤ 15 ms | met |" in md
     assert "2500 ms (p95 2500) | 1.6× | ≤ 2000 ms | **not met** |" in md
+
+
+def test_first_minute_section_renders_before_and_after():
+    """The "First minute" section from a result shaped like bench.first_minute's (no processes started here)."""
+    from bench import first_minute
+
+    calls = {n: {"latency_s": 0.2, "answered_after_start_s": 12.0} for n in first_minute.CALLS}
+    tabs = {t: 1.5 for t in first_minute.TAB_RESULT}
+    browser = {"page_to_tabs_s": tabs, "page_to_answer_s": tabs, "open_compare_to_plots_s": 0.4}
+    process = {"server_up_s": 5.0, "load_avg_1min_at_start": 1.0, "load_avg_1min_at_end": 2.0}
+    after = {"date": "now", "label": "after", "cold": calls,
+             "warm": {**process, "warm_done_s": 11.0, "first_calls": calls, "browser": browser,
+                      "cpu_s_at_server_up": 4.0, "cpu_s_at_warm_done": 12.5}}
+    before = {"date": "then", "label": "before", "cold": calls, "page": {**process, "browser": {
+        "page_to_tabs_s": tabs, "page_to_answer_s": dict.fromkeys(tabs), "open_compare_to_plots_s": 3.1}}}
+    md = first_minute.markdown(after, before)
+    assert md.startswith("## First minute") and "no warm start" in md and "no answer" in md
+    assert "**not met**" not in md and md.count("| met |") == 9
+    assert "4.0 s / 12.5 s" in md and "Before: not measured" in first_minute.markdown(after)
+
+
+def test_ray_embedding_rates_and_table():
+    """The Ray benchmark's arithmetic and table on made-up timings (the benchmark itself starts Ray clusters)."""
+    from bench import ray_embedding
+
+    assert ray_embedding.steady_rate([(0.0, 1.0, 64), (1.0, 2.5, 64), (0.5, 2.0, 32)]) == pytest.approx(64)
+    r = ray_embedding.rates({"seconds": 7.0, "images_per_s": 100.0}, {"seconds": 24.4, "images_per_s": 500 / 5.5}, 500)
+    assert r["single"]["fixed_s"] == pytest.approx(2) and r["ray"]["fixed_s"] == pytest.approx(18.9)
+    assert r["overhead"] == pytest.approx(0.1)
+    md = ray_embedding.markdown({"date": "now", "ray": "2.60.0", "load_average_before_after": [1.0, 2.0],
+                                 "runs": [{"model": "demo-clip", "cpus": 1} | r]})
+    assert "| demo-clip | 1 | 500 | 100.0 images/s | 90.9 images/s | +10% | ≤ +15% | met |" in md

@@ -73,3 +73,69 @@ def test_categorise_caption_and_compare_in_the_browser(app_url, page):
     # The plots are drawn when the tab is first opened (not at start-up).
     page.locator("#compare-confusion img").first.wait_for(state="attached", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_every_tab_shows_its_worked_answer_on_arrival(app_url, page):
+    """A fresh page, no button or example clicked (only the tab headers): each tab already shows its first
+    example worked, from the answers computed once for every visitor."""
+    import re
+
+    from models.zero_shot import catalogue_classes
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(app_url, wait_until="networkidle")
+
+    results = page.locator("#search-results img")
+    results.first.wait_for(timeout=30_000)
+    assert results.count() >= 12
+    assert page.get_by_label("Description").input_value() == "a dog on a blue background"
+    assert re.search(r"\b0\.\d{3} · ", page.locator("#search-results").inner_text())  # cosine score · caption
+
+    page.get_by_role("tab", name="Categorise").click()
+    label = page.locator("#categorise-label")
+    label.get_by_text(re.compile("|".join(map(re.escape, catalogue_classes())))).first.wait_for(timeout=30_000)
+    page.locator("#categorise-heat img").first.wait_for(timeout=10_000)
+    assert page.locator("#categorise-tab").get_by_text(re.compile("Confident|Doubtful")).count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "arrival-categorise.png"), full_page=True)
+    page.get_by_label("bare category names").check()  # changing an input and asking again replaces the answer
+    page.get_by_role("button", name="Categorise", exact=True).click()
+    page.locator("#categorise-tab").get_by_text("a product photo of watches").first.wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Caption").click()
+    caption = page.locator("#caption-text textarea")
+    page.wait_for_function("el => el.value.length > 0", arg=caption.element_handle(), timeout=30_000)
+    assert len(caption.input_value().split()) >= 3
+    strip = page.locator("#caption-strip img")
+    strip.first.wait_for(timeout=10_000)
+    assert strip.count() == len(caption.input_value().split())  # one attention map per word
+    page.screenshot(path=str(ARTIFACTS / "arrival-caption.png"), full_page=True)
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-confusion img").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "arrival-compare.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_a_line_shows_while_the_warm_start_downloads(page):
+    """While a warm-up step with a notice runs (a Hub download), the page says so; the line goes when it ends."""
+    import threading
+
+    from app import build_demo, launch
+    from core.catalog import load_catalog
+    from core.warmup import WarmStart
+
+    warm, release = WarmStart(), threading.Event()
+    warm.add("download", lambda: release.wait(60), notice="⏳ Downloading **big-model** from the Hugging Face Hub")
+    demo = build_demo(load_catalog(), warm=warm)
+    launch(demo, warm, server_name="127.0.0.1")
+    try:
+        page.goto(demo.local_url)
+        line = page.get_by_text("big-model")
+        line.wait_for(timeout=30_000)
+        assert "Hugging Face Hub" in page.locator("body").inner_text()
+        release.set()
+        line.wait_for(state="detached", timeout=30_000)
+    finally:
+        release.set()
+        demo.close()

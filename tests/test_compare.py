@@ -30,7 +30,8 @@ def test_table_values_are_the_files_values(evaluations):
     for ev in evaluations:
         stored = json.loads(Path(ev["file"]).read_text())
         split = f"{stored['config']}/{stored['split']}"
-        mine = {r["metric"]: r["value"] for r in rows if r["model"] == ev["model"] and r["split"] == split}
+        mine = {r["metric"]: r["value"] for r in rows
+                if r["model"] == ev["model"] and r["split"] == split and r["dataset"] == stored["dataset"]}
         for key, value in stored.get("metrics", {}).items():
             assert mine[key] == pytest.approx(value, abs=1e-4)
         for style, s in stored.get("styles", {}).items():
@@ -38,6 +39,11 @@ def test_table_values_are_the_files_values(evaluations):
             assert mine[f"{style} macro_f1"] == pytest.approx(s["macro_f1"], abs=1e-4)
         for setting, c in stored.get("captioning", {}).items():
             assert mine[f"{setting} BLEU-4"] == pytest.approx(c["BLEU-4"], abs=1e-4)
+            if "CHAIR_i" in c:
+                assert mine[f"{setting} CHAIR_i"] == pytest.approx(c["CHAIR_i"], abs=1e-4)
+                assert mine[f"{setting} position_accuracy"] == pytest.approx(c["position_accuracy"], abs=1e-4)
+        for label, z in stored.get("concepts", {}).get("zero_shot", {}).items():
+            assert mine[f"{label} zero-shot top1"] == pytest.approx(z["top1"], abs=1e-4)
         assert all(r["command"].startswith("python -m evaluation.evaluate") for r in rows if r["model"] == ev["model"])
 
 

@@ -22,5 +22,8 @@ def test_stored_recall_is_reproduced(tmp_path, split):
     result = evaluate(Services(load_catalog()), "demo-clip", str(corpus), "scenes", split)
     assert result["n_captions"] == stored["n_captions"]
     for name, value in stored["metrics"].items():
-        assert result["metrics"][name] == pytest.approx(value, abs=0.05), name
+        # Float32 sums differ across CPUs' SIMD paths, so a near-tie may rank the other way: allow one query's
+        # worth (0.1 point for 1,000 image queries, 0.02 for 5,000 caption queries), nothing more.
+        queries = stored["n_images"] if name.startswith("i2t") else stored["n_captions"]
+        assert result["metrics"][name] == pytest.approx(value, abs=100 / queries + 1e-9), name
     assert result["model_revision"] == stored["model_revision"]

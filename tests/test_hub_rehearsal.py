@@ -145,13 +145,13 @@ def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, t
     catalog = _build_catalog(tmp_path, tiny_corpus)
     services = Services(catalog, index_dir=tmp_path / "built")
     gate = threading.Event()
-    real_embed = build_index.embed_images
+    real_embed, real_rows = build_index.embed_images, build_index.embed_rows
 
     def slow_embed(*args, **kwargs):
         assert gate.wait(60)
-        return real_embed(*args, **kwargs)
+        return real_rows(*args, **kwargs)
 
-    monkeypatch.setattr(build_index, "embed_images", slow_embed)
+    monkeypatch.setattr(build_index, "embed_rows", slow_embed)
     with pytest.raises(IndexNotReady, match="(?i)the built here index for demo-clip.*Other collections"):
         services.index("demo-clip", "built here")
     # meanwhile, every other collection keeps working

@@ -42,11 +42,12 @@ def test_train_clip_build_index_and_evaluate(tmp_path, corpus):
 
 @pytest.mark.slow
 def test_train_cnn_baseline_and_evaluate(tmp_path, corpus, monkeypatch):
+    import demo_world.corpus as grid
     import pipelines.train_cnn_baseline as cnn
     from evaluation.evaluate import evaluate
 
-    monkeypatch.setitem(cnn.PRODUCT_SPLITS, "train", 70)
-    monkeypatch.setitem(cnn.PRODUCT_SPLITS, "val", 14)
+    monkeypatch.setitem(grid.PRODUCT_SPLITS, "train", 70)
+    monkeypatch.setitem(grid.PRODUCT_SPLITS, "val", 14)
     out = tmp_path / "cnn"
     cnn.main(["--out", str(out), "--steps", "4", "--batch-size", "16", "--eval-every", "2"])
     clf = create_model("cnn_classifier", out, "cnn")
@@ -55,6 +56,23 @@ def test_train_cnn_baseline_and_evaluate(tmp_path, corpus, monkeypatch):
     catalog.write_text(f'[models.cnn]\nfamily = "cnn_classifier"\nsource = "{out}"\ntasks = ["categorise"]\n')
     result = evaluate(Services(load_catalog(catalog)), "cnn", str(corpus), "products", "test")
     assert set(result["styles"]) == {"supervised"} and result["n_images"] == 14
+
+
+@pytest.mark.slow
+def test_training_pipelines_take_the_open_world(tmp_path, monkeypatch):
+    import demo_world.free_corpus as free
+    import pipelines.train_cnn_baseline as cnn
+    from pipelines.train_clip import main as train_clip
+
+    monkeypatch.setitem(free.PRODUCT_SPLITS, "train", 70)
+    monkeypatch.setitem(free.PRODUCT_SPLITS, "val", 14)
+    cnn.main(["--out", str(tmp_path / "cnn"), "--world", "free", "--steps", "2", "--batch-size", "16",
+              "--eval-every", "2"])
+    assert len(create_model("cnn_classifier", tmp_path / "cnn", "cnn").classes) == 7
+    train_clip(["--out", str(tmp_path / "clip"), "--world", "free", "--steps", "2", "--train-scenes", "32",
+                "--val-scenes", "8", "--batch-size", "8", "--eval-every", "2"])
+    config = json.loads((tmp_path / "clip" / "open_clip_config.json").read_text())
+    assert config["training"]["history"][-1]["step"] == 2
 
 
 @pytest.mark.slow
