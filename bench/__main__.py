@@ -5,6 +5,8 @@
     python -m bench --only first_minute # the first minute of a visit (before: see bench/first_minute.py)
     python -m bench --render            # render from bench/results/*.json only
     python -m bench --only rehearsal    # the Space with Hub models, on a look-alike Hub (~20 min)
+    python -m bench --only real_architectures  # the real models' compute with random weights, before / after
+    python -m bench --only explanations # explanation maps on the demo world: pointing, agreement
 
 Benchmarks are not tests: CI runs a small smoke version only (tests/test_bench.py).
 """
@@ -14,11 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import first_minute, ray_embedding, rehearsal, scale, search_latency, throughput
+from bench import (explanations, first_minute, ray_embedding, real_architectures, rehearsal, scale, search_latency,
+                   throughput)
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
-           "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run}
+           "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run,
+           "real_architectures": real_architectures.run, "explanations": explanations.run}
 
 
 def _met(ok: bool) -> str:
@@ -49,7 +53,8 @@ def render() -> str:
     machine = None
     for name, fmt in (("search_latency", search_latency.markdown), ("throughput", throughput_markdown),
                       ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown),
-                      ("rehearsal", rehearsal.markdown)):
+                      ("rehearsal", rehearsal.markdown), ("real_architectures", real_architectures.markdown),
+                      ("explanations", explanations.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

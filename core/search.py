@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.inputs import clean_text
+from core.services import BoundedCache
+
+# Query embeddings by (model, revision, text): example queries, refreshes and paging repeat them. 4,096 rows of
+# at most 1,024 floats is under 17 MB.
+QUERY_CACHE_SIZE = 4096
+_query_cache = BoundedCache(QUERY_CACHE_SIZE, log_evictions=False)
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,21 @@ def _hits(index, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
     return hits
 
 
+def query_embedding(encoder, text: str) -> np.ndarray:
+    """(1, D) embedding of one query, from the cache when this model at this revision has seen the text.
+    The array is read-only: every caller shares it."""
+    def embed() -> np.ndarray:
+        xq = encoder.encode_text([text])  # (1, D)
+        xq.setflags(write=False)
+        return xq
+
+    return _query_cache.get((encoder.name, encoder.revision, text), embed)
+
+
 def search_text(encoder, index, text: str, k: int) -> SearchResult:
     text, notices = clean_text(text, field="description")
     notices += truncation_notice(encoder, text)
-    xq = encoder.encode_text([text])  # (1, D)
+    xq = query_embedding(encoder, text)  # (1, D)
     D, I = index.search(xq, k)
     return SearchResult(_hits(index, D[0], I[0]), notices, index.index.ntotal)
 

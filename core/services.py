@@ -32,8 +32,9 @@ class IndexNotReady(AssetError):
 class BoundedCache:
     """A thread-safe LRU cache whose values are built once even when requested concurrently."""
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int, log_evictions: bool = True):
         self.maxsize = maxsize
+        self.log_evictions = log_evictions  # off where keys are visitors' texts
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[Hashable, threading.Lock] = {}
@@ -53,9 +54,14 @@ class BoundedCache:
                 self._items[key] = value
                 while len(self._items) > self.maxsize:
                     evicted, _ = self._items.popitem(last=False)
-                    log.info("evicted %s from the cache", evicted)
+                    if self.log_evictions:
+                        log.info("evicted %s from the cache", evicted)
                 self._key_locks.pop(key, None)
             return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
     def keys(self) -> list[Hashable]:
         with self._lock:

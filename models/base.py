@@ -45,8 +45,23 @@ class Encoder(ABC):
         """(B, D) unnormalised text features."""
 
     @abstractmethod
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        """(B, 3, H, W) the model's input: the images preprocessed as the model was trained."""
+
+    @abstractmethod
+    def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, D) unnormalised image features; differentiable (the gradient explanation uses it)."""
+
     def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        """(B, D) unnormalised image features."""
+        return self.image_tower(self.pixels(images))  # (B, D)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Where the model's square input lies on an image of `size` (w, h), as fractions (x0, y0, x1, y1) of the
+        image's width and height: the central square for a centre crop (the default), beyond [0, 1] when padded."""
+        w, h = size
+        side = min(w, h)
+        x0, y0 = (w - side) / 2 / w, (h - side) / 2 / h
+        return x0, y0, 1 - x0, 1 - y0
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         return self._encode(list(texts), self._text_features, batch_size)

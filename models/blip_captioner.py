@@ -39,9 +39,12 @@ class BlipCaptioner(Captioner):
     def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         return 0.0, 0.0, 1.0, 1.0  # BLIP's processor resizes the whole image to a square
 
-    def token_attention(self, pixel_values: torch.Tensor, ids: torch.Tensor) -> np.ndarray:
-        """(T-1, grid, grid) maps for the tokens ids[1:] of one sequence (ids[0] is the decoder's start token)."""
-        image_embeds = self.model.vision_model(pixel_values=pixel_values).last_hidden_state  # (1, 1+N, D)
+    def token_attention(self, pixel_values: torch.Tensor, ids: torch.Tensor,
+                        image_embeds: torch.Tensor | None = None) -> np.ndarray:
+        """(T-1, grid, grid) maps for the tokens ids[1:] of one sequence (ids[0] is the decoder's start token).
+        `image_embeds`, when the vision tower already ran on `pixel_values`, saves running it again."""
+        if image_embeds is None:
+            image_embeds = self.model.vision_model(pixel_values=pixel_values).last_hidden_state  # (1, 1+N, D)
         out = self.model.text_decoder(input_ids=ids[None], encoder_hidden_states=image_embeds, output_attentions=True,
                                       return_dict=True)
         cross = torch.stack(out.cross_attentions)  # (layers, 1, heads, T, 1+N)
@@ -49,15 +52,26 @@ class BlipCaptioner(Captioner):
         maps = maps / maps.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         return maps.view(-1, self.grid, self.grid).float().numpy()
 
+    def generate(self, image_embeds: torch.Tensor, beam_size: int, max_len: int):
+        """`BlipForConditionalGeneration.generate` from the vision tower's output: its decoder call, argument for
+        argument, so the vision tower (most of the cost at 384 px) runs once for the caption and its maps."""
+        text_cfg = self.model.config.text_config
+        start = torch.full((image_embeds.shape[0], 1), text_cfg.bos_token_id, dtype=torch.long)  # (1, 1)
+        return self.model.text_decoder.generate(
+            input_ids=start, eos_token_id=text_cfg.sep_token_id, pad_token_id=text_cfg.pad_token_id,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long),
+            num_beams=beam_size, max_new_tokens=max_len, no_repeat_ngram_size=3, do_sample=False, output_scores=True,
+            return_dict_in_generate=True)
+
     @torch.inference_mode()
     def caption(self, image: Image.Image, beam_size: int = 3, max_len: int = 30) -> CaptionResult:
         pixel_values = self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
-        generated = self.model.generate(pixel_values=pixel_values, num_beams=beam_size, max_new_tokens=max_len,
-                                        no_repeat_ngram_size=3, do_sample=False, output_scores=True,
-                                        return_dict_in_generate=True)
+        image_embeds = self.model.vision_model(pixel_values=pixel_values).last_hidden_state  # (1, 1+N, D)
+        generated = self.generate(image_embeds, beam_size, max_len)
         ids = generated.sequences[0]
         tokenizer = self.processor.tokenizer
-        maps = self.token_attention(pixel_values, ids)
+        maps = self.token_attention(pixel_values, ids, image_embeds)
         keep = [i for i, t in enumerate(ids[1:].tolist()) if t not in tokenizer.all_special_ids]
         tokens = [tokenizer.convert_ids_to_tokens(int(ids[1 + i])) for i in keep]
         score = float(generated.sequences_scores[0]) if getattr(generated, "sequences_scores", None) is not None else float("nan")

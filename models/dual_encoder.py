@@ -146,11 +146,17 @@ class DualEncoder(Encoder):
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         return self.model.text(self.sentence_embeddings(texts))  # (B, D)
 
-    def image_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
         return torch.stack([preprocess(im, self.model.cfg.image_size) for im in images])  # (B, 3, H, W)
 
-    def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        return self.model.image(self.image_tensor(images))  # (B, D)
+    def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.image(pixels)  # (B, D)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        w, h = size  # padded to a square of side max(w, h), centred
+        side = max(w, h)
+        x0, y0 = -((side - w) // 2) / w, -((side - h) // 2) / h
+        return x0, y0, x0 + side / w, y0 + side / h
 
     @property
     def logit_scale(self) -> float:

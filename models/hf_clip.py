@@ -40,9 +40,17 @@ class HFClipEncoder(Encoder):
         )
         return _as_tensor(self.model.get_text_features(**tok))  # (B, D)
 
-    def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        pixels = self.processor.image_processor([im.convert("RGB") for im in images], return_tensors="pt")
-        return _as_tensor(self.model.get_image_features(pixel_values=pixels["pixel_values"]))  # (B, D)
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        out = self.processor.image_processor([im.convert("RGB") for im in images], return_tensors="pt")
+        return out["pixel_values"]  # (B, 3, H, W)
+
+    def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _as_tensor(self.model.get_image_features(pixel_values=pixels))  # (B, D)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        if getattr(self.processor.image_processor, "do_center_crop", False):
+            return super().view_box(size)  # CLIP: shortest edge resized, centre crop
+        return 0.0, 0.0, 1.0, 1.0  # SigLIP: the whole image resized to the square
 
     @property
     def logit_scale(self) -> float:

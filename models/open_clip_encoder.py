@@ -20,12 +20,58 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 
 
+# A query runs up to its real length rounded up to this many positions (shapes stay few; the saving stays).
+TEXT_BUCKET = 8
+
+
 class ModelFilesError(FileNotFoundError):
     pass
 
 
+def causal_text_tower(model) -> bool:
+    """Whether `model.encode_text` is CLIP's causal text tower pooled at the end token (argmax / eos): then the
+    positions after the end token cannot change the embedding, and a query can stop there. open_clip's other text
+    towers (bidirectional, a class token, pooled at the last position or not at all, an HF encoder) do not qualify."""
+    mask = getattr(model, "attn_mask", None)
+    if not all(hasattr(model, a) for a in ("transformer", "token_embedding", "positional_embedding", "ln_final")):
+        return False
+    if mask is None or getattr(model, "text_pool_type", None) not in ("argmax", "eos"):
+        return False
+    if getattr(model, "cls_emb", None) is not None:
+        return False
+    causal = torch.full_like(mask, float("-inf")).triu_(1)
+    return mask.shape[0] == mask.shape[1] and torch.equal(mask, causal)
+
+
+def _pool_index(model, text: torch.Tensor) -> torch.Tensor:
+    """(B,) position the tower pools at, exactly as open_clip's `text_global_pool` picks it."""
+    if model.text_pool_type == "argmax":
+        return text.argmax(dim=-1)
+    return (text == model.text_eos_id).int().argmax(dim=-1)
+
+
+def encode_text_prefix(model, text: torch.Tensor, bucket: int = TEXT_BUCKET) -> torch.Tensor:
+    """open_clip's `CLIP.encode_text` run on the first L positions only, L the furthest pooling position + 1
+    rounded up to `bucket`: under a causal mask earlier positions never see later ones, so the pooled features
+    are the full-length ones (to float rounding). Only for models where `causal_text_tower` holds."""
+    from open_clip.transformer import text_global_pool
+
+    n = text.shape[1]
+    length = min(n, -(-(int(_pool_index(model, text).max()) + 1) // bucket) * bucket)
+    text = text[:, :length]  # (B, L)
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)  # (B, L, W)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)  # (B, L, W)
+    x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))  # (B, W)
+    if model.text_projection is None:
+        return x
+    return model.text_projection(x) if isinstance(model.text_projection, torch.nn.Module) else x @ model.text_projection
+
+
 class OpenClipEncoder(Encoder):
-    def __init__(self, model, preprocess, tokenizer, name: str, revision: str | None = None):
+    def __init__(self, model, preprocess, tokenizer, name: str, revision: str | None = None, shorten: bool = True):
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
@@ -33,6 +79,8 @@ class OpenClipEncoder(Encoder):
         self.revision = revision
         self.context_length = int(tokenizer.context_length)
         self.dim = int(model.text_projection.shape[1] if hasattr(model, "text_projection") else model.embed_dim)
+        # stop the text tower at the query's end token when that is exact (checked once here, on this model)
+        self.shorten = shorten and causal_text_tower(model) and self._prefix_agrees()
 
     def check_text(self, text: str) -> TextCheck:
         ids = self.tokenizer.encode(text) if hasattr(self.tokenizer, "encode") else self.tokenizer.tokenizer(text).input_ids
@@ -40,11 +88,34 @@ class OpenClipEncoder(Encoder):
         return TextCheck(n, self.context_length)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(texts))  # (B, D)
+        tokens = self.tokenizer(texts)  # (B, context_length), padded
+        if self.shorten:
+            return encode_text_prefix(self.model, tokens)  # (B, D)
+        return self.model.encode_text(tokens)  # (B, D)
 
-    def _image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        x = torch.stack([self.preprocess(im.convert("RGB")) for im in images])  # (B, 3, H, W)
-        return self.model.encode_image(x)  # (B, D)
+    def _prefix_agrees(self) -> bool:
+        """The shortened tower against open_clip's own on one text: guards against a future open_clip whose
+        `encode_text` does more than `encode_text_prefix` repeats."""
+        with torch.inference_mode():
+            tokens = self.tokenizer(["a photo of a dog on a blue background"])
+            full, short = self.model.encode_text(tokens), encode_text_prefix(self.model, tokens)
+        ok = full.shape == short.shape and torch.allclose(full, short, atol=1e-4, rtol=1e-4)
+        if not ok:
+            log.warning("%s: the shortened text tower disagrees with open_clip's; using the full context", self.name)
+        return ok
+
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.preprocess(im.convert("RGB")) for im in images])  # (B, 3, H, W)
+
+    def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)  # (B, D)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        from torchvision.transforms import CenterCrop
+
+        if any(isinstance(t, CenterCrop) for t in getattr(self.preprocess, "transforms", [])):
+            return super().view_box(size)  # resize the shortest side, centre crop: open_clip's default
+        return 0.0, 0.0, 1.0, 1.0  # "squash": the whole image resized to the square
 
     @property
     def logit_scale(self) -> float:

@@ -7,7 +7,7 @@ import gradio as gr
 from gradio import FileData
 
 from core.caption import MAX_BEAM, caption, token_heats
-from core.categorise import overlay
+from core.explain import overlay
 from core.compare import read_evaluation
 from core.inputs import InputError, load_image, parse_choice
 from core.services import Services

@@ -9,14 +9,18 @@ import numpy as np
 from gradio import FileData
 from matplotlib.figure import Figure
 
-from core.categorise import DOUBT_MARGIN, categorise, overlay
+from core.categorise import DOUBT_MARGIN, categorise
 from core.compare import read_evaluation
+from core.explain import overlay
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from core.warmup import WarmStart
 from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
 STYLES = {"descriptive prompts": "descriptive", "bare category names": "bare", "my own labels": "custom"}
+HEATMAP_METHODS = {"occlusion": "occlusion (how much greying out each region lowers the top category's score)",
+                   "gradient": "gradient × input (how much each region's pixels push the image towards the top "
+                               "category; measured against occlusion in README, Explanations)"}
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "products"
 
 
@@ -45,6 +49,7 @@ def _explain(result) -> str:
     )
     prompts = "".join(f"\n- **{c}**: " + " · ".join(f"“{p}”" for p in ps) for c, ps in result.prompts.items())
     used = f"\n\nPrompts used (averaged per class):{prompts}" if prompts else "\n\nSupervised model: no prompts."
+    used += f"\n\nHeat-map: {HEATMAP_METHODS.get(result.heatmap_method, result.heatmap_method)}." if result.heatmap_method else ""
     return badge + used + ("\n\n" + notices_markdown(result.notices) if result.notices else "")
 
 
@@ -147,7 +152,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                     gr.Examples(examples, inputs=[image], label="Example products")
             with gr.Column(scale=3):
                 label = gr.Label(label="Category probabilities", num_top_classes=10, elem_id="categorise-label")
-                heat = gr.Image(label="What supports the top category (occlusion heat-map)", height=260,
+                heat = gr.Image(label="What supports the top category (heat-map)", height=260,
                                 elem_id="categorise-heat")
                 explain = gr.Markdown()
         with gr.Accordion("The seeds' analysis on the demo product test split (700 products)", open=False) as acc:

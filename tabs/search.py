@@ -1,4 +1,5 @@
-"""Search tab: text→image and image→image search over a FAISS index, plus the `/search` API."""
+"""Search tab: text→image and image→image search over a FAISS index, the explanation of a clicked result, and
+the `/search` and `/explain` APIs."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,8 @@ import gradio as gr
 from gradio import FileData
 from PIL import Image
 
-from core.inputs import InputError, load_image, parse_choice, parse_k
+from core.explain import METHODS, Explanation, explain, heatmap, overlay
+from core.inputs import InputError, clean_text, load_image, parse_choice, parse_k
 from core.search import SearchResult, search_image, search_text
 from core.services import Services
 from core.warmup import WarmStart
@@ -39,6 +41,46 @@ def run_search(services: Services, query: str | None, image, k, model: str | Non
     if image is not None:
         return search_image(encoder, index, load_image(image, allowed_dirs=upload_dirs()), k)
     return search_text(encoder, index, query or "", k)
+
+
+def explain_models(services: Services) -> list[str]:
+    """Models that embed texts and images (the supervised classifier has no text side)."""
+    catalog = services.catalog
+    names = catalog.search_models() + [m for m in catalog.models_for("categorise") if m not in catalog.search_models()]
+    return [m for m in names if catalog.model(m).family != "cnn_classifier"]
+
+
+def run_explain(services: Services, image, text: str | None, model: str | None, method: str | None = "auto") -> Explanation:
+    """Where `text` matches in `image`, and which of its words mattered (core.explain)."""
+    models = explain_models(services)
+    model = parse_choice(model or models[0], models, "model")
+    method = parse_choice(method or "auto", list(METHODS), "method")
+    text, _ = clean_text(text, field="text to explain")
+    if image is None:
+        raise InputError("Upload the image to explain first.")
+    return explain(services.encoder(model), load_image(image, allowed_dirs=upload_dirs()), text, method)
+
+
+def explain_hit(services: Services, state: dict | None, index: int) -> tuple[Image.Image, list, str]:
+    """The overlay, word weights and a sentence for the hit `index` of the visitor's last search (`state`)."""
+    if not state or not 0 <= index < len(state["hits"]):
+        raise InputError("Search first, then click a result to see why it matched.")
+    hit = Image.open(io.BytesIO(state["hits"][index])).convert("RGB")
+    encoder = services.encoder(state["model"])
+    if state.get("text"):
+        ex = explain(encoder, hit, clean_text(state["text"])[0])
+        top = max((abs(w) for _, w in ex.tokens), default=0) or 1.0
+        words = [(w, round(v / top, 3)) for w, v in ex.tokens]  # [-1, 1] for the colour scale
+        what = f"where “{state['text']}” matches in this result (cosine {ex.score:.3f})"
+        heat, method = ex.heatmap, ex.method
+    else:  # an image query: where the hit resembles it
+        target = encoder.encode_image([load_image(state["image"], allowed_dirs=upload_dirs())])[0]
+        heat, method = heatmap(encoder, hit, target)
+        words, what = [], "where this result resembles your image"
+    how = {"occlusion": "occlusion: how much greying out each region lowers the match",
+           "gradient": "gradient × input: how much each region's pixels raise the match"}[method]
+    note = f"Heat-map of {what}; {how}. Word colours: how much the match falls without that word."
+    return overlay(hit, heat), words, note
 
 
 def _data_uri(data: bytes) -> str:
@@ -80,15 +122,31 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                     clear = gr.ClearButton([query, image], value="Clear")
                 notes = gr.Markdown()
             with gr.Column(scale=3):
-                gallery = gr.Gallery(label="Results", columns=4, height=560, object_fit="contain", elem_id="search-results")
+                gallery = gr.Gallery(label="Results (click one to see why it matched)", columns=4, height=560,
+                                     object_fit="contain", elem_id="search-results")
+                with gr.Accordion("Why this result?", open=False) as why:
+                    with gr.Row():
+                        why_image = gr.Image(label="Where the query matched", height=260, elem_id="explain-heatmap")
+                        with gr.Column():
+                            why_words = gr.HighlightedText(label="Which words mattered", combine_adjacent=False,
+                                                           show_legend=False, elem_id="explain-words")
+                            why_note = gr.Markdown()
         gr.Examples(EXAMPLE_QUERIES, inputs=[query], label="Example queries")
+        last = gr.State(None)  # this visitor's last search: model, query and hit images, for explanations
 
         @visitor_errors
         def on_search(q, img, k_, m, c):
             result = run_search(services, q, img, k_, m, c)
             items = [(Image.open(io.BytesIO(h.image_png)), f"{h.score:.3f} · {h.caption}") for h in result.hits]
             summary = f"{len(items)} best of {result.searched:,} images, by cosine similarity (shown before each caption)."
-            return items, "\n\n".join(filter(None, [summary, notices_markdown(result.notices)]))
+            state = {"model": m or models[0], "text": "" if img is not None else (q or "").strip(), "image": img,
+                     "hits": [h.image_png for h in result.hits]}
+            return items, "\n\n".join(filter(None, [summary, notices_markdown(result.notices)])), state
+
+        @visitor_errors
+        def on_select(state, evt: gr.SelectData):
+            picture, words, note = explain_hit(services, state, evt.index)
+            return picture, words, note, gr.Accordion(open=True)
 
         def on_model(m):
             choices = catalog.collections(m) if m in models else []
@@ -96,9 +154,10 @@ def build(services: Services, warm: WarmStart) -> Arrival:
 
         inputs = [query, image, k, model, collection]
         for trigger in (go.click, query.submit, image.upload):
-            trigger(on_search, inputs, [gallery, notes], api_visibility="private")
+            trigger(on_search, inputs, [gallery, notes, last], api_visibility="private")
+        gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
-        arrival = worked_answer(warm, "search worked answer", [gallery, notes],
+        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last],  # its hits can be explained
                                 lambda: on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model.value, collection.value),
                                 models=[model.value], task="search")
 
@@ -116,4 +175,17 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             ]
 
         gr.api(search, api_name="search", concurrency_limit=4)
+
+        def explain_api(image: FileData | None = None, text: str = "", model: str = "", method: str = "auto") -> dict:
+            """Where text matches in image, and which of its words mattered. Returns {heatmap: 6x6 list of
+            rows, top row first, in [0, 1]; tokens: [{token, weight}] with weight the drop in cosine without that
+            word; score: the cosine; method: the map's method}. method: "occlusion" (the baseline), "gradient"
+            (gradient x input, one backward pass) or "auto" (occlusion for small image towers, gradient for large
+            ones). Empty model picks the default."""
+            ex = visitor_errors(run_explain)(services, image, text, model, method)
+            return {"heatmap": [[round(float(v), 4) for v in row] for row in ex.heatmap],
+                    "tokens": [{"token": w, "weight": round(v, 6)} for w, v in ex.tokens],
+                    "score": round(ex.score, 6), "method": ex.method}
+
+        gr.api(explain_api, api_name="explain", concurrency_limit=2)
     return arrival

@@ -16,6 +16,7 @@ EXAMPLE = sorted(Path("assets/examples/products").glob("*.png"))[0]
 # endpoint -> (args before the image, args after it): the image goes where each endpoint takes it
 CALLS = {
     "/search": lambda f: ("", f, 5, "", ""),
+    "/explain": lambda f: (f, "a dog", ""),
     "/categorise": lambda f: (f, "", "", "descriptive"),
     "/caption": lambda f: (f, "", 2),
 }

@@ -30,5 +30,5 @@ def test_compare_filters_by_model(client):
 
 def test_api_lists_exactly_the_documented_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/search", "/categorise", "/caption", "/compare"}
+    assert set(api["named_endpoints"]) == {"/search", "/explain", "/categorise", "/caption", "/compare"}
     assert not api["unnamed_endpoints"]

@@ -89,3 +89,31 @@ def test_long_query_is_truncated_not_refused(app_client):
     results = app_client.predict(long, None, 3, "", "", api_name="/search")
     assert len(results) == 3
     assert np.isfinite([r["score"] for r in results]).all()
+
+
+def test_explain_endpoint_gives_a_map_and_word_weights(app_client, tmp_path):
+    hit = app_client.predict("a dog", None, 1, "demo-clip", "demo scenes (test split)", api_name="/search")[0]
+    path = tmp_path / "hit.png"
+    _png_of(hit["image"]).save(path)
+    out = app_client.predict(handle_file(str(path)), "a dog", "demo-clip", api_name="/explain")
+    assert set(out) == {"heatmap", "tokens", "score", "method"}
+    heat = np.array(out["heatmap"])
+    assert heat.shape == (6, 6) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert [t["token"] for t in out["tokens"]] == ["a", "dog"]
+    assert out["score"] == pytest.approx(hit["score"], abs=2e-3)  # the hit's own cosine (PNG round trip aside)
+    assert out["method"] == "occlusion"
+
+
+@pytest.mark.parametrize("args, message", [
+    ((None, "a dog", ""), "Upload the image"),
+    (("IMAGE", "  ", ""), "Type a text to explain"),
+    (("IMAGE", "a dog", "cnn-baseline"), "model"),
+])
+def test_explain_endpoint_refuses_bad_input_clearly(app_client, args, message):
+    from gradio_client.exceptions import AppError
+    from pathlib import Path
+
+    image = handle_file(str(sorted(Path("assets/examples/products").glob("*.png"))[0]))
+    args = tuple(image if a == "IMAGE" else a for a in args)
+    with pytest.raises(AppError, match=message):
+        app_client.predict(*args, api_name="/explain")

@@ -47,6 +47,41 @@ def test_scale_benchmark_smoke(monkeypatch):
     assert "scale" in scale.markdown({"date": "now", "runs": [r]}).lower()
 
 
+@pytest.mark.slow
+def test_explanations_benchmark_smoke():
+    """The explanation bench on two scenes with the demo CLIP: every figure present, rendered."""
+    from bench import explanations
+    from core.catalog import load_catalog
+    from core.services import Services
+    from demo_world.corpus import build_split
+
+    rows = [(r["image"].convert("RGB"), r["objects"]) for r in build_split("scenes", "test", 2)]
+    m = explanations.measure(Services(load_catalog()).encoder("demo-clip"), rows, grid=6)
+    assert m["objects"] >= 2 and set(m["pointing"]) == {"occlusion", "gradient"}
+    assert 0 < m["pointing_chance"] < 100 and -1 <= m["agreement_spearman_mean"] <= 1
+    md = explanations.markdown({"date": "now", "scenes": 2, "grid": 6, "models": {"demo-clip": m}})
+    assert "| demo-clip | " in md
+
+
+def test_real_architectures_interleaves_and_renders():
+    from bench import real_architectures as ra
+
+    calls = []
+    r = ra.interleaved({"a": lambda i: calls.append(("a", i)), "b": lambda i: calls.append(("b", i))}, 3)
+    assert calls == [("a", 0), ("b", 0), ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert r["a"]["n"] == 3
+    t = lambda before, after: {"before": {"p50_ms": before, "p95_ms": before}, "after": {"p50_ms": after, "p95_ms": after}}  # noqa: E731
+    fake = {"date": "now", "torch_threads": 2, "repeats": 3,
+            "text_query": {"max_tokens": 11, "max_abs_embedding_difference": 0.0,
+                           "timings": {**t(100, 12), "cache": {"p50_ms": 0.01, "p95_ms": 0.01}}},
+            "categorise": {"timings": t(2600, 450)}, "siglip_image_search": {"index": "1000", "timings":
+                                                                              {"x": {"p50_ms": 390, "p95_ms": 400}}},
+            "blip_caption": {"beam": 3, "tokens_with_maps": 20, "timings": t(4000, 2500)}}
+    md = ra.markdown(fake)
+    assert "| 100 ms | 12 ms (p95 12) | 8.3× | ≤ 15 ms | met |" in md
+    assert "2500 ms (p95 2500) | 1.6× | ≤ 2000 ms | **not met** |" in md
+
+
 def test_first_minute_section_renders_before_and_after():
     """The "First minute" section from a result shaped like bench.first_minute's (no processes started here)."""
     from bench import first_minute

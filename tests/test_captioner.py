@@ -299,3 +299,25 @@ def test_blip_refuses_pickled_weights(tiny_blip, tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="only safetensors"):
         create_model("blip", folder, "pickled")
+
+
+def test_blip_caption_runs_the_vision_tower_once_and_matches_blip_generate(tiny_blip):
+    cap = create_model("blip", tiny_blip, "tiny-blip")
+    image = Image.new("RGB", (50, 40), (200, 10, 10))
+    calls = []
+    hook = cap.model.vision_model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        r = cap.caption(image, beam_size=3, max_len=8)
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    pixels = cap.processor(images=image, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():  # BLIP's own generate, and maps from a second vision pass: the former path
+        ref = cap.model.generate(pixel_values=pixels, num_beams=3, max_new_tokens=8, no_repeat_ngram_size=3,
+                                 do_sample=False, output_scores=True, return_dict_in_generate=True)
+        ids = ref.sequences[0]
+        maps = cap.token_attention(pixels, ids)
+    tok = cap.processor.tokenizer
+    assert r.caption == tok.decode(ids, skip_special_tokens=True).strip()
+    keep = [i for i, t in enumerate(ids[1:].tolist()) if t not in tok.all_special_ids]
+    np.testing.assert_allclose(r.attention, maps[keep], atol=1e-6)

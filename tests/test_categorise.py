@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from core.categorise import DOUBT_MARGIN, categorise, occlusion_map, overlay
+from core.categorise import DOUBT_MARGIN, categorise
+from core.explain import occlusion_map, overlay
 from core.catalog import load_catalog
 from core.inputs import InputError
 from core.services import Services
