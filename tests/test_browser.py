@@ -28,7 +28,7 @@ def page():
 @pytest.mark.slow
 def test_search_in_the_browser(app_url, page):
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
     page.get_by_label("Description").fill("a dog on a blue background")
     page.get_by_role("button", name="Search", exact=True).click()
     gallery_images = page.locator(".gallery img, [data-testid='gallery'] img, button.thumbnail-item img")
@@ -40,7 +40,7 @@ def test_search_in_the_browser(app_url, page):
 
 @pytest.mark.slow
 def test_bad_input_shows_a_message_in_the_browser(app_url, page):
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
     page.get_by_label("Description").fill("   ")
     page.get_by_role("button", name="Search", exact=True).click()
     page.get_by_text("Type a description first.").first.wait_for(timeout=15_000)
@@ -51,7 +51,7 @@ def test_bad_input_shows_a_message_in_the_browser(app_url, page):
 def test_categorise_caption_and_compare_in_the_browser(app_url, page):
     ARTIFACTS.mkdir(exist_ok=True)
     root = Path(__file__).resolve().parent.parent
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
 
     page.get_by_role("tab", name="Categorise").click()
     watch = next((root / "assets/examples/products").glob("*watch.png"))
@@ -84,7 +84,7 @@ def test_every_tab_shows_its_worked_answer_on_arrival(app_url, page):
     from models.zero_shot import catalogue_classes
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
 
     results = page.locator("#search-results img")
     results.first.wait_for(timeout=30_000)
