@@ -286,7 +286,10 @@ def markdown(r: dict) -> str:
     lines += ["", "| index the app built itself | ready after | ok |", "|---|---|---|"]
     for b in r["index_builds"]:
         lines.append(f"| {b['collection']}, {b['model']} | {b['ready_after_s']} s | {'yes' if b['ok'] else b['error']} |")
-    lines += ["", "| model | endpoint | first answer (download + load) | p50 | p95 | ok |", "|---|---|---|---|---|---|"]
+    lines += ["", "Each model is downloaded and loaded before its first call below: by the warm start (`warm = true` "
+              "models) or by the first index build that needs it, so \"ready after\" above includes the download and "
+              "load of each collection's model when it came first; the first call is then a warm one.", "",
+              "| model | endpoint | first call | p50 | p95 | ok |", "|---|---|---|---|---|---|"]
     firsts = {(f["model"], f["endpoint"]): f for f in r["first_answers"]}
     for c in r["calls"]:
         f = firsts.get((c["model"], c["endpoint"]), {})
