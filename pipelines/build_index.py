@@ -175,7 +175,7 @@ def build(
     done = embed_rows(encoder, data)
     return index_from_embeddings(done.xb, metadata(data.select(done.rows)), out, model=model,
                                  model_revision=encoder.revision, dataset_source=spec.source,
-                                 config=config or spec.layout, split=split)
+                                 config=config if spec.layout == "corpus" else spec.layout, split=split)
 
 
 def main(argv: list[str] | None = None) -> None:
