@@ -14,6 +14,7 @@ from pathlib import Path
 from core.catalog import Catalog
 
 log = logging.getLogger(__name__)
+DEMO_DATASET = "demo_world_free"  # the bundled world the tabs quote figures from (`demo_world.free_corpus`)
 
 # The headline metrics of the wide table, in order: (column, metric key in long_table).
 HEADLINE = (
@@ -24,6 +25,7 @@ HEADLINE = (
     ("pointing %", "beam 3 pointing"), ("CHAIR-i % (beam 3)", "beam 3 CHAIR_i"), ("CHAIR-s %", "beam 3 CHAIR_s"),
     ("position words %", "beam 3 position_accuracy"),
     ("held-out concept hit@5", "heldout concept hit@5"), ("held-out zero-shot top-1", "heldout zero-shot top1"),
+    ("paraphrase hit@5", "paraphrase hit@5"),
     ("score gap", "score gap"), ("params (M)", "parameters (M)"), ("weights (MB)", "weights (MB)"),
 )
 
@@ -48,7 +50,7 @@ def results_path(model_folder: Path, dataset_name: str, config: str, split: str)
     return model_folder / "eval" / f"{dataset_name}--{config}-{split}.json"
 
 
-def read_evaluation(catalog: Catalog, model: str, config: str, split: str, dataset: str = "demo_world") -> dict:
+def read_evaluation(catalog: Catalog, model: str, config: str, split: str, dataset: str = DEMO_DATASET) -> dict:
     """The figures of `model` on one split, or {} when it has not been evaluated there (or is not on disk)."""
     folder = _folder(catalog.model(model).source)
     path = results_path(folder, dataset, config, split) if folder is not None else None

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.familiarity import floor_of, unfamiliar_notice
 from core.inputs import clean_text
 from core.services import BoundedCache
 
@@ -20,6 +21,7 @@ class Hit:
     score: float  # cosine similarity in [-1, 1]
     caption: str
     image_png: bytes
+    unseen: tuple[str, ...] = ()  # concepts in the picture that no bundled model was trained on
 
 
 @dataclass
@@ -41,12 +43,14 @@ def truncation_notice(encoder, text: str) -> list[str]:
 
 def _hits(index, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
     meta = index.meta
+    has_unseen = "unseen" in meta.columns  # indexes of the open-vocabulary world
     hits = []
     for score, i in zip(scores, ids):
         if i < 0:  # FAISS pads with -1 when fewer than k vectors exist
             continue
         row = meta.iloc[int(i)]
-        hits.append(Hit(str(row["id"]), float(score), str(row["caption"]), bytes(row["image"])))
+        unseen = tuple(str(x) for x in row["unseen"]) if has_unseen and row["unseen"] is not None else ()
+        hits.append(Hit(str(row["id"]), float(score), str(row["caption"]), bytes(row["image"]), unseen))
     return hits
 
 
@@ -66,10 +70,14 @@ def search_text(encoder, index, text: str, k: int) -> SearchResult:
     notices += truncation_notice(encoder, text)
     xq = query_embedding(encoder, text)  # (1, D)
     D, I = index.search(xq, k)
-    return SearchResult(_hits(index, D[0], I[0]), notices, index.index.ntotal)
+    hits = _hits(index, D[0], I[0])
+    notices += unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "text"), "text")
+    return SearchResult(hits, notices, index.index.ntotal)
 
 
 def search_image(encoder, index, image, k: int) -> SearchResult:
     xq = encoder.encode_image([image])  # (1, D)
     D, I = index.search(xq, k)
-    return SearchResult(_hits(index, D[0], I[0]), [], index.index.ntotal)
+    hits = _hits(index, D[0], I[0])
+    notices = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "image"), "image")
+    return SearchResult(hits, notices, index.index.ntotal)

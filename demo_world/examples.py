@@ -1,35 +1,88 @@
-"""Write the example pictures the tabs offer, from the test splits (so no example was ever trained on).
+"""Write the example pictures the tabs offer, from the open-vocabulary world's test and held-out splits (so no
+example was ever trained on), at the size a visitor uploads.
 
     python -m demo_world.examples --out assets/examples
+
+scenes/: the first test scenes with one to four objects, and two held-out scenes (each shows one concept no
+model was trained on). products/: the first test product of each of the seven categories, and three held-out
+products. `labels.json` beside each folder names what every picture shows; the tabs show those names, with
+"never seen in training" on held-out concepts.
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from demo_world.corpus import IMAGE_PX, iter_scenes
-from demo_world.scenes import render
+from demo_world.corpus import DEFAULT_SEED
+from demo_world.free_corpus import iter_free_products, iter_free_scenes
+from demo_world.free_scenes import FreeScene, render_free
+from demo_world.icons import CATEGORIES
 
-SCENE_EXAMPLES = (0, 1, 2, 3, 5, 8)  # the first test scenes, a mix of one, two and three icons
+EXAMPLE_PX = 224  # what a visitor uploads, not the 128 px of the corpus
+HELDOUT_SCENES = 2
+HELDOUT_PRODUCTS = ("computers", "beauty & personal care", "kitchen & dining")
+UNSEEN = "never seen in training"
 
 
-def write_scene_examples(out: Path, seed: int = 0) -> list[Path]:
+def label(scene: FreeScene) -> str:
+    """"a dog, a cup" with "(never seen in training)" after each held-out concept."""
+    return ", ".join(i.concept.name + (f" ({UNSEEN})" if i.concept.split == "heldout" else "") for i in scene.items)
+
+
+def _filename(scene: FreeScene) -> str:
+    split, index = scene.id.split("-")[-2:]
+    names = "-".join(i.concept.name.replace(" ", "-").replace("'", "") for i in scene.items)
+    return f"{split}-{index}-{names}.png"
+
+
+def _write(out: Path, scenes: list[FreeScene]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, (scene, _) in enumerate(iter_scenes("test", max(SCENE_EXAMPLES) + 1, seed)):
-        if i in SCENE_EXAMPLES:
-            names = "-".join(p.icon.name.replace(" ", "-") for p in scene.items)
-            path = out / f"{scene.id}-{names}.png"
-            render(scene, IMAGE_PX).save(path, optimize=True)
-            written.append(path)
+    labels, written = {}, []
+    for scene in scenes:
+        path = out / _filename(scene)
+        render_free(scene, EXAMPLE_PX).save(path, optimize=True)
+        labels[path.name] = label(scene)
+        written.append(path)
+    (out / "labels.json").write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n")
     return written
+
+
+def example_scenes(seed: int = DEFAULT_SEED) -> list[FreeScene]:
+    picked: dict[int, FreeScene] = {}
+    for scene, _ in iter_free_scenes("test", 200, seed):
+        picked.setdefault(len(scene.items), scene)
+        if len(picked) == 4:
+            break
+    held = [s for s, _ in iter_free_scenes("heldout", HELDOUT_SCENES, seed)]
+    return [picked[n] for n in sorted(picked)] + held
+
+
+def example_products(seed: int = DEFAULT_SEED) -> list[FreeScene]:
+    first: dict[str, FreeScene] = {}
+    for scene, _, _ in iter_free_products("test", 70, seed):
+        first.setdefault(scene.category, scene)
+    held: dict[str, FreeScene] = {}
+    for scene, _, _ in iter_free_products("heldout", 70, seed):
+        if scene.category in HELDOUT_PRODUCTS:
+            held.setdefault(scene.category, scene)
+    return [first[c] for c in CATEGORIES] + [held[c] for c in HELDOUT_PRODUCTS]
+
+
+def read_labels(folder: Path) -> dict[str, str]:
+    """{file name: label} of an examples folder; empty when it has no labels.json."""
+    path = Path(folder) / "labels.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("assets/examples"))
     args = p.parse_args(argv)
-    for path in write_scene_examples(args.out / "scenes"):
+    for folder in ("scenes", "products"):
+        for old in (args.out / folder).glob("*.png"):
+            old.unlink()
+    for path in _write(args.out / "scenes", example_scenes()) + _write(args.out / "products", example_products()):
         print(path)
 
 

@@ -102,9 +102,16 @@ def thumbnail(data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _unseen(objects) -> list[str]:
+    """Names of the picture's objects that no model was trained on (the open-vocabulary world's held-out
+    concepts, `concept_split == "heldout"`); empty for other datasets."""
+    return [o["name"] for o in (objects or []) if o.get("concept_split") == "heldout"]
+
+
 def metadata(columns) -> pd.DataFrame:
-    """One row per vector: id, first caption, all captions, the picture (see `thumbnail`) and the category.
-    `columns` is a `datasets.Dataset` or any mapping of column name to values (a batch, a DataFrame)."""
+    """One row per vector: id, first caption, all captions, the picture (see `thumbnail`), the category and the
+    held-out concepts it shows (`unseen`). `columns` is a `datasets.Dataset` or any mapping of column name to
+    values (a batch, a DataFrame)."""
     names = columns.column_names if hasattr(columns, "column_names") else list(columns.keys())
     ids = list(columns["id"])
     return pd.DataFrame(
@@ -114,6 +121,7 @@ def metadata(columns) -> pd.DataFrame:
             "captions": [list(c) for c in columns["captions"]],
             "image": [thumbnail(r["bytes"] if isinstance(r, dict) else r) for r in columns["image"]],
             "category": list(columns["category"]) if "category" in names else [""] * len(ids),
+            "unseen": [_unseen(o) for o in columns["objects"]] if "objects" in names else [[] for _ in ids],
         }
     )
 
@@ -159,23 +167,47 @@ def index_from_embeddings(xb: np.ndarray, meta: pd.DataFrame, out: Path, *, mode
     return info
 
 
+def load_splits(spec, config: str, split: str, sample: int | None = None):
+    """One split, or several joined by "+" ("test+heldout": one collection of both, in that order)."""
+    import datasets as ds
+
+    from core.layouts import load_split as load_layout
+
+    parts = [load_layout(spec, config, s, sample=sample) for s in split.split("+")]
+    return parts[0] if len(parts) == 1 else ds.concatenate_datasets(parts)
+
+
+def calibrate(encoder, xb: np.ndarray, spec, config: str, split: str) -> dict:
+    """Familiarity floors (`core.familiarity`) of a collection: every caption and image of `split` (one the
+    collection does not hold, normally val) searched exactly among the collection's vectors."""
+    from core.familiarity import floors
+
+    data = load_splits(spec, config, split)
+    texts = [c for caps in data["captions"] for c in caps]
+    text_emb = encoder.encode_text(texts) if texts else None
+    image_emb = embed_rows(encoder, data).xb
+    return floors(text_emb, image_emb, build_index(xb, "Flat"), split=f"{config}/{split}")
+
+
 def build(
     services: Services, model: str, dataset_source: str, config: str, split: str, out: Path, limit: int | None = None,
-    sample: int | None = None,
+    sample: int | None = None, calibrate_split: str | None = None,
 ) -> IndexInfo:
     """`dataset_source` is a dataset named in the catalog (any layout of `core.layouts`), or a folder / hf-hub:
-    source in the corpus layout."""
-    from core.layouts import DatasetSpec, load_split as load_layout
+    source in the corpus layout; `split` may join splits with "+". With `calibrate_split`, the index's sidecar
+    also records its familiarity floors measured on that split (`core.familiarity`)."""
+    from core.layouts import DatasetSpec
 
     encoder = services.encoder(model)
     spec = services.catalog.datasets.get(dataset_source) or DatasetSpec(dataset_source, dataset_source)
-    data = load_layout(spec, config, split, sample=sample)
+    data = load_splits(spec, config, split, sample=sample)
     if limit:
         data = data.select(range(min(limit, len(data))))
     done = embed_rows(encoder, data)
+    extra = {"familiarity": calibrate(encoder, done.xb, spec, config, calibrate_split)} if calibrate_split else None
     return index_from_embeddings(done.xb, metadata(data.select(done.rows)), out, model=model,
                                  model_revision=encoder.revision, dataset_source=spec.source,
-                                 config=config if spec.layout == "corpus" else spec.layout, split=split)
+                                 config=config if spec.layout == "corpus" else spec.layout, split=split, extra=extra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,10 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--catalog", default=None)
     p.add_argument("--limit", type=int, default=None, help="the split's first N rows")
     p.add_argument("--sample", type=int, default=None, help="a seeded random sample of N rows")
+    p.add_argument("--calibrate-split", default=None,
+                   help="a split the collection does not hold (val): measure the familiarity floors on it")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     services = Services(load_catalog(args.catalog))
-    build(services, args.model, args.dataset, args.config, args.split, args.out, args.limit, args.sample)
+    build(services, args.model, args.dataset, args.config, args.split, args.out, args.limit, args.sample,
+          args.calibrate_split)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.corpus import IMAGE_PX, iter_scenes
-from demo_world.scenes import render, scene_icons
+from demo_world.corpus import IMAGE_PX
+from demo_world.worlds import get_world
 from evaluation.captioning import caption_metrics
 from models.captioner import (CaptionerConfig, ShowAttendTell, ShowAttendTellCaptioner, Vocabulary, caption_loss, once_words,
                               save_captioner, tokenize)
@@ -61,15 +61,32 @@ class TrainConfig:
     val_scenes: int = 300
     eval_every: int = 500
     threads: int = 2
+    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
 
 
-def _scenes(split: str, n: int, seed: int):
+def _object_name(item) -> str:
+    return item.concept.name if hasattr(item, "concept") else item.icon.name
+
+
+def _scenes(split: str, n: int, seed: int, world: str = "grid"):
+    w = get_world(world)
     images, captions, objects = [], [], []
-    for scene, caps in tqdm(iter_scenes(split, n, seed), total=n, desc=f"{split} scenes"):
-        images.append(render(scene, IMAGE_PX))
+    for scene, caps in tqdm(w.iter_scenes(split, n, seed), total=n, desc=f"{split} scenes"):
+        images.append(w.render(scene, IMAGE_PX))
         captions.append(caps)
-        objects.append([{"name": p.icon.name, "box": list(p.box)} for p in scene.items])
+        objects.append([{"name": _object_name(p), "box": list(p.box)} for p in scene.items])
     return images, captions, objects
+
+
+def _known_objects(world: str) -> list[str]:
+    """Every object name the captioner may learn: the first world's icons, or the free world's train concepts."""
+    if world == "free":
+        from demo_world.concepts import load_concepts
+
+        return sorted({c.name for c in load_concepts() if c.split == "train"})
+    from demo_world.scenes import scene_icons
+
+    return sorted({i.name for i in scene_icons()})
 
 
 def _dataset_split(cfg: "TrainConfig", split: str, n: int):
@@ -119,9 +136,9 @@ def train(cfg: TrainConfig) -> dict:
         val = _dataset_split(cfg, "val", cfg.val_scenes)
         icons = sorted({o["name"] for objs in objects for o in objs})
     else:
-        images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed)
-        val = _scenes("val", cfg.val_scenes, cfg.seed)
-        icons = sorted({i.name for i in scene_icons()})
+        images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed, cfg.world)
+        val = _scenes("val", cfg.val_scenes, cfg.seed, cfg.world)
+        icons = _known_objects(cfg.world)
     vocab = Vocabulary.build([c for caps in captions for c in caps])
     icon_ids = {n: i for i, n in enumerate(icons)}
     object_loss = cfg.object_loss if icons else 0.0
@@ -151,6 +168,11 @@ def train(cfg: TrainConfig) -> dict:
 
     decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")] + list(object_head.parameters())
     opt = torch.optim.AdamW([{"params": decoder_params, "lr": cfg.lr, "base": cfg.lr}], weight_decay=cfg.weight_decay)
+    lexicon = None
+    if cfg.world == "free":  # val CHAIR-i counts in model selection: a captioner that invents objects loses
+        from evaluation.hallucination import Lexicon
+
+        lexicon = Lexicon.from_concept_table()
     rng, history, best, start = np.random.default_rng(cfg.seed), [], BestWeights(), time.time()
     for step in (bar := tqdm(range(cfg.steps), desc="train captioner")):
         if step == cfg.frozen_steps:  # from here on the encoder learns too (its BatchNorm statistics stay frozen)
@@ -185,11 +207,11 @@ def train(cfg: TrainConfig) -> dict:
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             captioner = ShowAttendTellCaptioner(model, vocab, "val")
             results = [captioner.caption(im, beam_size=1) for im in val[0]]
-            m = caption_metrics(results, val[1], val[2])
+            m = caption_metrics(results, val[1], val[2], lexicon)
             history.append({"step": step + 1, "loss": loss.item(), "seconds": time.time() - start, **m})
             log.info("step %d val BLEU-4 %.1f named %.1f pointing %.1f (chance %.1f) repeated %.1f", step + 1,
                      m["BLEU-4"], m["objects_named"], m["pointing"], m["pointing_chance"], m["repeated_phrase_rate"])
-            best.offer(model, m["objects_named"] + m["pointing"] + m["BLEU-4"])  # val only
+            best.offer(model, m["objects_named"] + m["pointing"] + m["BLEU-4"] - 2 * m.get("CHAIR_i", 0.0))  # val only
     return {"model": best.restore(model), "vocab": vocab, "history": history, "seconds": time.time() - start}
 
 

@@ -57,6 +57,7 @@ class TrainConfig:
     eval_every: int = 250
     threads: int = 2
     world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
+    context_length: int = 0  # text positions; 0 keeps MODEL_CFG's (the free world's captions need 64)
     model_cfg: dict = field(default_factory=lambda: json.loads(json.dumps(MODEL_CFG)))
 
 
@@ -94,6 +95,8 @@ def train(cfg: TrainConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    if cfg.context_length:
+        cfg.model_cfg["text_cfg"]["context_length"] = cfg.context_length
     model = open_clip.CLIP(**cfg.model_cfg, output_dict=True)
     preprocess = open_clip.image_transform(cfg.model_cfg["vision_cfg"]["image_size"], is_train=False, **_pp_kwargs())
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.model_cfg["text_cfg"]["context_length"])

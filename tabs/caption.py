@@ -12,7 +12,7 @@ from core.compare import read_evaluation
 from core.inputs import InputError, load_image, parse_choice
 from core.services import Services
 from core.warmup import WarmStart
-from tabs.common import Arrival, upload_dirs, visitor_errors, worked_answer
+from tabs.common import Arrival, example_files, upload_dirs, visitor_errors, worked_answer
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scenes"
 DEFAULT_BEAM = 3
@@ -32,15 +32,17 @@ def _metrics_table(services: Services) -> list[list]:
     rows = []
     for name in services.catalog.models_for("caption"):
         for beam, m in read_evaluation(services.catalog, name, "scenes", "test").get("captioning", {}).items():
-            rows.append([name, beam, *(round(m[k], 1) for k in ("BLEU-1", "BLEU-4", "objects_named", "pointing",
-                                                                   "pointing_chance", "repeated_phrase_rate"))])
+            rows.append([name, beam, *(round(m[k], 1) if k in m else None
+                                       for k in ("BLEU-1", "BLEU-4", "objects_named", "CHAIR_i", "CHAIR_s",
+                                                 "position_accuracy", "pointing", "pointing_chance",
+                                                 "repeated_phrase_rate"))])
     return rows
 
 
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example photo, captioned once) is shown on arrival."""
     models = services.catalog.models_for("caption")
-    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+    examples, example_labels = example_files(EXAMPLES_DIR)
     with gr.Tab("Caption", id="caption", elem_id="caption-tab"):
         gr.Markdown(
             "Upload a photo: the model writes a caption word by word, and for each word it *attends* to part of "
@@ -54,7 +56,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                 beam = gr.Slider(1, MAX_BEAM, value=DEFAULT_BEAM, step=1, label="Beam size (1 = greedy)")
                 go = gr.Button("Caption", variant="primary")
                 if examples:
-                    gr.Examples(examples, inputs=[image], label="Example photos")
+                    gr.Examples(examples, inputs=[image], label="Example photos",
+                                example_labels=example_labels)
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
                 annotated = gr.AnnotatedImage(label="Attention per word (click a word in the legend)", height=320)
@@ -62,8 +65,9 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         with gr.Accordion("Measured on the demo test split (1,000 scenes, five references each)", open=False):
             gr.Dataframe(
                 _metrics_table(services),
-                headers=["model", "beam", "BLEU-1", "BLEU-4", "objects named %", "pointing %", "pointing chance %",
-                         "repeated phrases %"],
+                headers=["model", "beam", "BLEU-1", "BLEU-4", "objects named %", "CHAIR-i % (objects invented)",
+                         "CHAIR-s % (captions inventing one)", "position words right %", "pointing %",
+                         "pointing chance %", "repeated phrases %"],
                 label="Measured by `python -m evaluation.evaluate --config scenes --split test` (captioning models)",
             )
 

@@ -15,7 +15,7 @@ from core.explain import overlay
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from core.warmup import WarmStart
-from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
+from tabs.common import Arrival, example_files, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
 STYLES = {"descriptive prompts": "descriptive", "bare category names": "bare", "my own labels": "custom"}
 HEATMAP_METHODS = {"occlusion": "occlusion (how much greying out each region lowers the top category's score)",
@@ -36,8 +36,33 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
     result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)
-    result.notices = notices + result.notices
+    result.notices = notices + result.notices + unfamiliar_upload(services, model, img)
     return img, result
+
+
+def unfamiliar_upload(services: Services, model: str, img) -> list[str]:
+    """A warning when the upload is far from every product the model has indexed (`core.familiarity`): its
+    nearest product scores under the floor calibrated on the val split. Nothing for models without a
+    calibrated product collection (the supervised classifier, Hub models)."""
+    from core.familiarity import floor_of, unfamiliar_notice
+    from core.services import AssetError
+
+    catalog = services.catalog
+    if model not in catalog.search_models():
+        return []
+    for collection in catalog.collections(model):
+        if "product" not in collection:
+            continue
+        try:
+            index = services.index(model, collection)
+        except AssetError:  # not built yet, or not reachable: no warning rather than no answer
+            return []
+        floor = floor_of(index, "image")
+        if floor is None:
+            return []
+        best = float(index.search(services.encoder(model).encode_image([img]), 1)[0][0, 0])
+        return unfamiliar_notice(best, floor, "image", f"the {collection}")
+    return []
 
 
 def _explain(result) -> str:
@@ -132,7 +157,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
     catalog = services.catalog
     models = catalog.models_for("categorise")
     default = _default_model(services, models)
-    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+    examples, example_labels = example_files(EXAMPLES_DIR)
     with gr.Tab("Categorise", id="categorise", elem_id="categorise-tab"):
         gr.Markdown(
             "Upload a product photo: zero-shot models compare it with a text description of each category "
@@ -149,7 +174,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                                     visible=False)
                 go = gr.Button("Categorise", variant="primary")
                 if examples:
-                    gr.Examples(examples, inputs=[image], label="Example products")
+                    gr.Examples(examples, inputs=[image], label="Example products",
+                                example_labels=example_labels)
             with gr.Column(scale=3):
                 label = gr.Label(label="Category probabilities", num_top_classes=10, elem_id="categorise-label")
                 heat = gr.Image(label="What supports the top category (heat-map)", height=260,

@@ -86,3 +86,18 @@ def arrival_handler(warm: WarmStart, arrival: Arrival) -> Callable[[], list]:
             return [gr.skip() for _ in arrival.outputs]
 
     return on_load
+
+
+def example_files(folder) -> tuple[list[str], list[str]]:
+    """An examples folder's pictures and their labels, in the order its labels.json lists them (pictures it
+    does not list follow, sorted, labelled by their file name)."""
+    from pathlib import Path
+
+    from demo_world.examples import read_labels
+
+    folder = Path(folder)
+    labels = read_labels(folder)
+    present = {p.name: p for p in folder.glob("*.png")}
+    names = [n for n in labels if n in present] + sorted(n for n in present if n not in labels)
+    return [str(present[n]) for n in names], [labels.get(n, Path(n).stem) for n in names]
+

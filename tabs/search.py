@@ -16,13 +16,17 @@ from core.services import Services
 from core.warmup import WarmStart
 from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
-EXAMPLE_QUERIES = [
-    "a dog on a blue background",
-    "a small cat at the top left",
-    "a rocket and a pizza",
-    "a tree in the center of a yellow picture",
-    "a laptop isolated on white",
+# (query, label): held-out concepts are in the collections but in no model's training data.
+EXAMPLES = [
+    ("a dog on a blue background", "a dog on a blue background"),
+    ("a small cat at the top left", "a small cat at the top left"),
+    ("a pizza and a flamingo", "a pizza and a flamingo"),
+    ("a laptop isolated on white", "a laptop isolated on white"),
+    ("a tiger", "a tiger (never seen in training)"),
+    ("an octopus on a dark background", "an octopus on a dark background (never seen in training)"),
+    ("a pair of sunglasses", "a pair of sunglasses (never seen in training)"),
 ]
+EXAMPLE_QUERIES = [q for q, _ in EXAMPLES]
 MAX_K = 50
 DEFAULT_K = 12
 
@@ -88,6 +92,10 @@ def _data_uri(data: bytes) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
+def _unseen_label(hit) -> str:
+    return f" · 🆕 never seen in training: {', '.join(hit.unseen)}" if hit.unseen else ""
+
+
 def build_status(services: Services) -> dict:
     """The line above the Search tab while the app builds an index (hidden when none is being built)."""
     lines = services.builds.status_lines()
@@ -131,13 +139,15 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                             why_words = gr.HighlightedText(label="Which words mattered", combine_adjacent=False,
                                                            show_legend=False, elem_id="explain-words")
                             why_note = gr.Markdown()
-        gr.Examples(EXAMPLE_QUERIES, inputs=[query], label="Example queries")
+        gr.Examples(EXAMPLE_QUERIES, inputs=[query], label="Example queries",
+                    example_labels=[label for _, label in EXAMPLES])
         last = gr.State(None)  # this visitor's last search: model, query and hit images, for explanations
 
         @visitor_errors
         def on_search(q, img, k_, m, c):
             result = run_search(services, q, img, k_, m, c)
-            items = [(Image.open(io.BytesIO(h.image_png)), f"{h.score:.3f} · {h.caption}") for h in result.hits]
+            items = [(Image.open(io.BytesIO(h.image_png)), f"{h.score:.3f} · {h.caption}" + _unseen_label(h))
+                     for h in result.hits]
             summary = f"{len(items)} best of {result.searched:,} images, by cosine similarity (shown before each caption)."
             state = {"model": m or models[0], "text": "" if img is not None else (q or "").strip(), "image": img,
                      "hits": [h.image_png for h in result.hits]}
@@ -164,13 +174,16 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
         ) -> list[dict]:
-            """Search the index by text (query) or by image (image); returns [{id, score, caption, image}],
-            best first, where image is a PNG data URI. Empty model/collection pick the defaults."""
+            """Search the index by text (query) or by image (image); returns [{id, score, caption, image,
+            never_seen_in_training}], best first, where image is a PNG data URI and never_seen_in_training lists
+            the picture's concepts no bundled model was trained on. Empty model/collection pick the defaults. A
+            query far from anything the model knows comes with a warning (see README)."""
             result = visitor_errors(run_search)(services, query, image, k, model, collection)
             for notice in result.notices:  # e.g. truncation; shown as a toast, logged by clients
                 gr.Warning(notice)
             return [
-                {"id": h.id, "score": round(h.score, 6), "caption": h.caption, "image": _data_uri(h.image_png)}
+                {"id": h.id, "score": round(h.score, 6), "caption": h.caption, "image": _data_uri(h.image_png),
+                 "never_seen_in_training": list(h.unseen)}
                 for h in result.hits
             ]
 

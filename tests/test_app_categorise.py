@@ -17,7 +17,7 @@ def client(app_url):
 
 
 def test_catalogue_categories(client):
-    watch = next(p for p in EXAMPLES if p.name.endswith("watch.png"))
+    watch = next(p for p in EXAMPLES if p.name.endswith("alarm-clock.png"))
     out = client.predict(handle_file(str(watch)), "", "cnn-baseline", "descriptive", api_name="/categorise")
     assert set(out) == {"probabilities", "top", "margin", "doubtful"}
     assert set(out["probabilities"]) == set(CATEGORIES)
@@ -29,7 +29,7 @@ def test_catalogue_categories(client):
 
 
 def test_custom_labels_and_baseline(client):
-    kite = next(p for p in EXAMPLES if p.name.endswith("kite.png"))
+    kite = next(p for p in EXAMPLES if p.name.endswith("baby-bottle.png"))
     out = client.predict(handle_file(str(kite)), "toy, kitchen tool, computer", "dual-minilm-cnn", "", api_name="/categorise")
     assert list(out["probabilities"]) and set(out["probabilities"]) == {"toy", "kitchen tool", "computer"}
     out = client.predict(handle_file(str(kite)), "", "cnn-baseline", "descriptive", api_name="/categorise")

@@ -32,7 +32,7 @@ def test_text_search_returns_ranked_results(app_client):
 @pytest.mark.parametrize("model", ["demo-clip", "dual-minilm-cnn"])
 @pytest.mark.parametrize("icon", ["dog", "car", "pizza", "rocket", "tree", "laptop", "cat", "banana"])
 def test_golden_query_finds_the_named_icon(app_client, model, icon):
-    results = app_client.predict(f"a {icon}", None, 3, model, "demo scenes (test split)", api_name="/search")
+    results = app_client.predict(f"a {icon}", None, 3, model, "demo scenes (test split + never-seen concepts)", api_name="/search")
     hits = [icon in r["caption"] for r in results]
     assert hits[0] and sum(hits) >= 2, [r["caption"] for r in results]  # best hit, and most of the top 3
 
@@ -46,7 +46,7 @@ def test_image_search_finds_the_same_image_first(app_client, tmp_path):
 
 
 def test_products_collection(app_client):
-    results = app_client.predict("a laptop isolated on white", None, 3, "dual-minilm-cnn", "demo products (test split)",
+    results = app_client.predict("a laptop isolated on white", None, 3, "dual-minilm-cnn", "demo products (test split + never-seen products)",
                                  api_name="/search")
     assert all(r["id"].startswith("prod-") for r in results)
     assert any("laptop" in r["caption"] for r in results)
@@ -92,7 +92,7 @@ def test_long_query_is_truncated_not_refused(app_client):
 
 
 def test_explain_endpoint_gives_a_map_and_word_weights(app_client, tmp_path):
-    hit = app_client.predict("a dog", None, 1, "demo-clip", "demo scenes (test split)", api_name="/search")[0]
+    hit = app_client.predict("a dog", None, 1, "demo-clip", "demo scenes (test split + never-seen concepts)", api_name="/search")[0]
     path = tmp_path / "hit.png"
     _png_of(hit["image"]).save(path)
     out = app_client.predict(handle_file(str(path)), "a dog", "demo-clip", api_name="/explain")

@@ -54,7 +54,7 @@ def test_categorise_caption_and_compare_in_the_browser(app_url, page):
     page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
 
     page.get_by_role("tab", name="Categorise").click()
-    watch = next((root / "assets/examples/products").glob("*watch.png"))
+    watch = next((root / "assets/examples/products").glob("*alarm-clock.png"))
     page.locator("#categorise-tab input[type=file]").first.set_input_files(str(watch))
     page.locator("#categorise-label").get_by_text("watches").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "categorise.png"), full_page=True)

@@ -14,7 +14,7 @@ def test_default_catalog_points_at_bundled_assets():
     assert catalog.models_for("caption") == ["demo-captioner"]
     for spec in catalog.indexes:
         assert not spec.source.startswith("hf-hub:")
-    assert "demo scenes (test split)" in catalog.collections("demo-clip")
+    assert "demo scenes (test split + never-seen concepts)" in catalog.collections("demo-clip")
 
 
 def test_hub_catalog_includes_the_demo_one():
@@ -84,7 +84,7 @@ def test_services_load_lazily_and_once():
     assert services.loaded_models() == []
     enc = services.encoder("demo-clip")
     assert services.encoder("demo-clip") is enc and services.loaded_models() == ["demo-clip"]
-    idx = services.index("demo-clip", "demo scenes (test split)")
+    idx = services.index("demo-clip", "demo scenes (test split + never-seen concepts)")
     assert idx.info.model == "demo-clip" and idx.index.ntotal == len(idx.meta)
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,7 +85,7 @@ def services():
 def _examples():
     from pathlib import Path
 
-    examples = sorted(Path("assets/examples/products").glob("*.png"))
+    examples = sorted(Path("assets/examples/products").glob("test-*.png"))  # one per category, concepts trained on
     assert len(examples) == 7
     return examples
 
@@ -110,14 +112,15 @@ def test_golden_product_per_category(services, model):
 
 
 def _category_of(filename: str) -> str:
-    from demo_world.icons import icon_by_name
+    from demo_world.concepts import load_concepts
+    from demo_world.examples import read_labels
 
-    name = filename.split("-", 3)[3].rsplit(".", 1)[0].replace("-", " ")
-    return icon_by_name()[name].group
+    name = read_labels(Path("assets/examples/products"))[filename]
+    return {c.name: c.category for c in load_concepts()}[name]
 
 
 def test_custom_labels_and_doubt(services):
-    image = Image.open(sorted(__import__("pathlib").Path("assets/examples/products").glob("*watch.png"))[0])
+    image = Image.open(sorted(Path("assets/examples/products").glob("*alarm-clock.png"))[0])
     result = categorise(services.encoder("dual-minilm-cnn"), image.convert("RGB"), ["clock", "banana", "car"], "descriptive")
     assert set(result.probs) == set(result.prompts) == {"clock", "banana", "car"}
     assert sum(result.probs.values()) == pytest.approx(1.0, abs=1e-4)

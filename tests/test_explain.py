@@ -146,7 +146,7 @@ def test_clicked_search_result_is_explained(services, monkeypatch, tmp_path):
 
     import tabs.search as tab
 
-    hits = tab.run_search(services, "a dog", None, 2, "demo-clip", "demo scenes (test split)").hits
+    hits = tab.run_search(services, "a dog", None, 2, "demo-clip", "demo scenes (test split + never-seen concepts)").hits
     state = {"model": "demo-clip", "text": "a dog", "image": None, "hits": [h.image_png for h in hits]}
     picture, words, note = tab.explain_hit(services, state, 1)
     assert picture.size == Image.open(io.BytesIO(hits[1].image_png)).size

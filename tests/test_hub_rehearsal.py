@@ -155,7 +155,7 @@ def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, t
     with pytest.raises(IndexNotReady, match="(?i)the built here index for demo-clip.*Other collections"):
         services.index("demo-clip", "built here")
     # meanwhile, every other collection keeps working
-    assert services.index("demo-clip", "demo scenes (test split)").index.ntotal == 1000
+    assert services.index("demo-clip", "demo scenes (test split + never-seen concepts)").index.ntotal == 2000
     with pytest.raises(IndexNotReady):  # asked again: still building, never a second build
         services.index("demo-clip", "built here")
     assert services.builds.status_lines()

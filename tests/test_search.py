@@ -12,7 +12,7 @@ from core.services import Services
 @pytest.fixture(scope="module")
 def demo():
     services = Services(load_catalog())
-    return services.encoder("demo-clip"), services.index("demo-clip", "demo scenes (test split)")
+    return services.encoder("demo-clip"), services.index("demo-clip", "demo scenes (test split + never-seen concepts)")
 
 
 class Counting:

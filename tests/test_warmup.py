@@ -155,7 +155,7 @@ def test_the_server_answers_during_warm_up_and_first_requests_wait_for_the_load(
 
 def test_a_hub_model_marked_warm_downloads_at_start_behind_a_visible_line(local_hub, tmp_path, monkeypatch):
     sha = local_hub.add_repo("vl-studio/demo-clip", ROOT / "assets/models/demo-clip")
-    local_hub.add_repo("vl-studio/index-demo-scenes", ROOT / "assets/indexes/demo-clip--scenes-test", repo_type="dataset")
+    local_hub.add_repo("vl-studio/index-demo-scenes", ROOT / "assets/indexes/demo-clip--scenes-test-heldout", repo_type="dataset")
     cat = tmp_path / "catalog.toml"
     cat.write_text(
         f'[models.demo-clip]\nfamily = "open_clip"\nsource = "hf-hub:vl-studio/demo-clip@{sha}"\nwarm = true\n'

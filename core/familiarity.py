@@ -1,0 +1,49 @@
+""""Far from anything the model knows": a plain warning instead of confident nonsense.
+
+A search always returns its k closest pictures, even for a query the model cannot understand ("a tax return",
+a photo of a street for a model trained on icons). What tells such a query apart is its best score: the cosine of
+its top hit. The floor below which we warn is measured, never guessed: at index build time
+(`python -m pipelines.build_index ... --calibrate-split val`) every caption and every image of a split the index
+does not hold (val) is searched in the index; the floor is the `PERCENTILE`-th percentile of their top-1
+scores, so about 1% of genuine in-world queries fall under it. The floors travel in the index's sidecar
+(`index.json`, `extra["familiarity"]`) with how they were measured.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PERCENTILE = 1.0  # share (%) of in-world queries that would be (wrongly) warned about
+
+
+def floors(text_emb: np.ndarray | None, image_emb: np.ndarray | None, index, *, split: str) -> dict:
+    """The sidecar record: for each kind of query, the floor, the in-world queries it was measured on and how
+    many of them fall under it. `index` is a `LoadedIndex` or anything with `.search(xq, k)`."""
+    out: dict = {"percentile": PERCENTILE, "calibration_split": split}
+    for kind, emb in (("text", text_emb), ("image", image_emb)):
+        if emb is None or not len(emb):
+            continue
+        top1 = index.search(np.ascontiguousarray(emb, dtype=np.float32), 1)[0][:, 0]
+        floor = float(np.percentile(top1, PERCENTILE))
+        out[kind] = {"floor": round(floor, 6), "queries": int(len(top1)),
+                     "median_top1": round(float(np.median(top1)), 6)}
+    return out
+
+
+def floor_of(index, kind: str) -> float | None:
+    """The calibrated floor of an index for "text" or "image" queries, or None when it was never calibrated."""
+    record = (getattr(getattr(index, "info", None), "extra", None) or {}).get("familiarity") or {}
+    value = (record.get(kind) or {}).get("floor")
+    return float(value) if value is not None else None
+
+
+def unfamiliar_notice(best: float | None, floor: float | None, kind: str, collection: str = "this collection") -> list[str]:
+    """A visitor-facing line when the best score is under the floor; nothing otherwise (or when uncalibrated)."""
+    if floor is None or best is None or best >= floor:
+        return []
+    what = "description" if kind == "text" else "picture"
+    return [
+        f"Nothing in {collection} looks much like your {what}: the best match scores {best:.3f}, lower than 99% "
+        f"of genuine {what}s of this world reach ({floor:.3f}). The model may not know these words or this kind "
+        "of picture; the results below are the closest it has, not matches."
+    ]
+

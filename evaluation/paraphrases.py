@@ -1,0 +1,114 @@
+"""How well a search model understands a visitor's own words: queries from `demo_world/paraphrases.tsv`.
+
+    python -m evaluation.paraphrases --model dual-minilm-cnn --dataset data/demo_world_free --split test+heldout
+
+Each query ("a puppy", "a big striped cat", "a pair of shades") names one or more acceptable concepts without
+using any of their names or synonyms from `demo_world/concepts.tsv` (a test checks it), so no training text
+contains it. The collection is the scenes of the given splits; a query counts when one of its acceptable concepts
+is in at least one picture; it is a hit when one of the top-5 pictures shows one of them (hit@5). Results are
+written beside the model (`eval/<dataset>--paraphrases-<split>.json`) and the Search tab's default model is the
+one with the highest hit@5 (a test checks the catalog's order).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PARAPHRASES = Path(__file__).resolve().parent.parent / "demo_world" / "paraphrases.tsv"
+K = 5
+
+
+@dataclass(frozen=True)
+class Paraphrase:
+    query: str
+    concepts: tuple[str, ...]  # any of these in a top-k picture is a hit
+
+
+def load_paraphrases(path: Path = PARAPHRASES) -> list[Paraphrase]:
+    with open(path, newline="") as f:
+        return [Paraphrase(r["query"], tuple(c for c in r["concepts"].split(";") if c))
+                for r in csv.DictReader(f, delimiter="\t")]
+
+
+def hit_at_k(text_emb: np.ndarray, image_emb: np.ndarray, present: list[set[str]], queries: list[Paraphrase],
+             heldout: set[str], k: int = K) -> dict:
+    """text_emb (Q, D) and image_emb (N, D) L2-normalised; present[i]: the concept names in picture i."""
+    order = np.argsort(-(text_emb @ image_emb.T), axis=1)[:, :k]
+    in_collection = set().union(*present) if present else set()
+    rows = []
+    for q, top in zip(queries, order):
+        wanted = set(q.concepts)
+        if not wanted & in_collection:
+            continue  # nothing to find: the query does not count
+        hit = any(wanted & present[int(i)] for i in top)
+        rows.append({"query": q.query, "concepts": list(q.concepts), "hit": bool(hit),
+                     "heldout": bool(wanted & heldout)})
+
+    def rate(sel) -> float:
+        sel = list(sel)
+        return 100 * float(np.mean([r["hit"] for r in sel])) if sel else 0.0
+
+    return {
+        f"paraphrase hit@{k}": rate(rows),
+        f"paraphrase hit@{k} (seen concepts)": rate(r for r in rows if not r["heldout"]),
+        f"paraphrase hit@{k} (held-out concepts)": rate(r for r in rows if r["heldout"]),
+        "paraphrase queries": float(len(rows)),
+    }, rows
+
+
+def evaluate(services, model: str, dataset: str, config: str = "scenes", split: str = "test+heldout") -> dict:
+    from core.layouts import DatasetSpec
+    from demo_world.concepts import load_concepts
+    from pipelines.build_index import embed_images, load_splits
+
+    encoder = services.encoder(model)
+    data = load_splits(DatasetSpec(dataset, dataset), config, split)
+    present = [{o["name"] for o in objs} for objs in data["objects"]]
+    image_emb = embed_images(encoder, data)
+    queries = load_paraphrases()
+    text_emb = encoder.encode_text([q.query for q in queries])
+    heldout = {c.name for c in load_concepts() if c.split == "heldout"}
+    metrics, rows = hit_at_k(text_emb, image_emb, present, queries, heldout)
+    return {"metrics": metrics, "queries": rows, "n_images": len(present)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from core.catalog import load_catalog
+    from core.compare import results_path
+    from core.services import Services
+    from core.sources import describe, resolve
+    from index import utc_now
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--config", default="scenes")
+    p.add_argument("--split", default="test+heldout")
+    p.add_argument("--catalog", default=None)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    services = Services(load_catalog(args.catalog))
+    result = evaluate(services, args.model, args.dataset, args.config, args.split)
+    name, revision = describe(args.dataset)
+    out = args.out or results_path(resolve(services.catalog.model(args.model).source, repo_type="model"),
+                                   Path(name).name, "paraphrases", args.split)
+    record = {"model": args.model, "model_revision": services.encoder(args.model).revision, "dataset": Path(name).name,
+              "dataset_revision": revision, "config": "paraphrases", "split": args.split, **result,
+              "command": "python -m evaluation.paraphrases " + shlex.join(argv if argv is not None else sys.argv[1:]),
+              "date": utc_now()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(result["metrics"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
