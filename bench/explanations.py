@@ -1,5 +1,6 @@
-"""Explanation maps on the demo world: the pointing score of each method and the agreement of gradient × input
-with occlusion, on the trained demo models (the only ones whose maps mean anything here).
+"""Explanation maps on the demo world: the pointing score of each method, the agreement of gradient × input
+with occlusion, and the time each takes, on the trained demo models (the only ones whose maps mean anything here).
+The measure is `evaluation.explanations` (also stored by `evaluate`, shown in the Compare tab).
 
     python -m bench.explanations [--scenes 40] [--out bench/results/explanations.json]
 
@@ -16,54 +17,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bench.search_latency import machine
+from evaluation.explanations import explanation_pointing
 
 MODELS = ("demo-clip", "dual-minilm-cnn", "demo-clip-products")
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a.ravel())), np.argsort(np.argsort(b.ravel()))
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def measure(encoder, rows: list[tuple], grid: int) -> dict:
-    from core.explain import heatmap, word_weights
-    from evaluation.captioning import box_chance, peak_in_box
-
-    hits = {"occlusion": [], "gradient": []}
-    ms = {"occlusion": [], "gradient": []}
-    chance, rho, same_peak, name_top, words_chance = [], [], [], [], []
-    for image, objects in rows:
-        for obj in objects:
-            text = f"a {obj['name']} in a picture"
-            target = encoder.encode_text([f"a {obj['name']}"])[0]
-            maps = {}
-            for method in hits:
-                t0 = time.perf_counter()
-                maps[method], _ = heatmap(encoder, image, target, method, grid)
-                ms[method].append((time.perf_counter() - t0) * 1000)
-                hits[method].append(peak_in_box(maps[method], obj["box"]))
-            chance.append(box_chance(obj["box"], grid))
-            rho.append(_spearman(maps["occlusion"], maps["gradient"]))
-            same_peak.append(int(np.argmax(maps["occlusion"])) == int(np.argmax(maps["gradient"])))
-            weights = word_weights(encoder, encoder.encode_image([image])[0], text)[2]
-            head = obj["name"].split()[-1]
-            name_top.append(max(weights, key=lambda tw: tw[1])[0] == head)
-            words_chance.append(1 / len(weights))
-    return {
-        "objects": len(chance),
-        "pointing": {m: 100 * float(np.mean(h)) for m, h in hits.items()},
-        "pointing_chance": 100 * float(np.mean(chance)),
-        "map_ms_p50": {m: float(np.median(v)) for m, v in ms.items()},
-        "agreement_spearman_mean": float(np.mean(rho)),
-        "agreement_same_peak": 100 * float(np.mean(same_peak)),
-        "name_weighs_most": 100 * float(np.mean(name_top)),
-        "words_chance": 100 * float(np.mean(words_chance)),
-    }
 
 
 def run(n_scenes: int = 40, grid: int | None = None) -> dict:
@@ -71,16 +29,16 @@ def run(n_scenes: int = 40, grid: int | None = None) -> dict:
     from core.catalog import load_catalog
     from core.explain import OCCLUSION_GRID
     from core.services import Services
-    from demo_world.corpus import build_split
+    from demo_world.free_corpus import build_free_split
 
     configure_threads()
     grid = grid or OCCLUSION_GRID
-    data = build_split("scenes", "test", n_scenes)
+    data = build_free_split("scenes", "test", n_scenes)
     rows = [(r["image"].convert("RGB"), r["objects"]) for r in data]
     services = Services(load_catalog())
     models = [m for m in MODELS if m in services.catalog.models]
     return {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "scenes": n_scenes,
-            "grid": grid, "models": {m: measure(services.encoder(m), rows, grid) for m in models}}
+            "grid": grid, "models": {m: explanation_pointing(services.encoder(m), rows, grid) for m in models}}
 
 
 def markdown(r: dict) -> str:

@@ -26,6 +26,8 @@ HEADLINE = (
     ("position words %", "beam 3 position_accuracy"),
     ("held-out concept hit@5", "heldout concept hit@5"), ("held-out zero-shot top-1", "heldout zero-shot top1"),
     ("paraphrase hit@5", "paraphrase hit@5"),
+    ("map pointing % (occlusion)", "map pointing occlusion"), ("map pointing % (gradient)", "map pointing gradient"),
+    ("map pointing chance %", "map pointing chance"),
     ("score gap", "score gap"), ("params (M)", "parameters (M)"), ("weights (MB)", "weights (MB)"),
 )
 
@@ -106,6 +108,12 @@ def _metrics(ev: dict) -> dict[str, float]:
     for label, r in concepts.get("zero_shot", {}).items():
         m[f"{label} zero-shot top1"] = r["top1"]
         m[f"{label} zero-shot top5"] = r["top5"]
+    explained = ev.get("explanations") or {}
+    if explained.get("objects"):
+        for method, value in explained["pointing"].items():
+            m[f"map pointing {method}"] = value
+        m["map pointing chance"] = explained["pointing_chance"]
+        m["map agreement (Spearman)"] = explained["agreement_spearman_mean"]
     scores = ev.get("scores")
     if scores:
         m["score gap"] = scores["gap"]

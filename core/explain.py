@@ -9,7 +9,7 @@ Heat-maps, on a (grid, grid) map over the image, in [0, 1]:
   gradient times its value (the normalised input, whose zero is the mean colour occlusion fills with), positive
   part, summed per cell, then spread over the same two-cell footprint as an occluding patch so both maps speak of
   the same regions. About 3 forwards' cost. Its agreement with occlusion and both pointing scores are measured
-  by `python -m evaluation.explain_agreement` (README, "Explanations").
+  by `evaluation.explanations` (stored by `evaluate`, shown in the Compare tab; timed by `python -m bench.explanations`).
 - **auto**: occlusion for small image towers, gradient for large ones (`GRADIENT_ABOVE_PARAMS`).
 
 Word relevance: each word is left out in turn, the shortened texts are encoded in one batch, and a word's weight

@@ -20,7 +20,8 @@ retrieval protocol (see `evaluation/retrieval.py`). For a products split (classi
 "styles": {"descriptive" | "bare" | "supervised": {"accuracy", "macro_precision", "macro_recall", "macro_f1",
 "balanced_accuracy", "confusion_matrix", and for zero-shot styles "prompts", "mean_similarity_per_class",
 "top_images_per_class"}}. Retrieval adds "scores": the cosine histograms of matching and non-matching pairs
-(`score_distribution`). Every file has "cost": {"parameters", "weights_bytes", "latency_ms": {...}, "batch",
+(`score_distribution`), and where objects have boxes "explanations": the pointing score of the explanation maps on
+the first `EXPLAIN_SCENES` scenes, per method, against chance, with their agreement (`evaluation/explanations.py`). Every file has "cost": {"parameters", "weights_bytes", "latency_ms": {...}, "batch",
 "threads"}. Scores are on a 0-100 scale.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 HIST_BINS = np.linspace(-1, 1, 81)  # cosine similarity bins of width 0.025
+EXPLAIN_SCENES = 200  # the first scenes of a split whose explanation maps are scored (evaluation/explanations.py)
 
 
 def score_distribution(text_emb: np.ndarray, image_emb: np.ndarray, owner: np.ndarray) -> dict:
@@ -81,6 +83,12 @@ def retrieval_metrics(encoder, dataset) -> dict:
     objects = data["objects"] if "objects" in data.column_names else []
     if has_concept_split(objects):
         out["concepts"] = concept_results(encoder, text_emb, image_emb, owner, objects)
+    if any(objects) and hasattr(encoder, "encode_text"):  # boxes: score the explanation maps (core.explain)
+        from evaluation.explanations import explanation_pointing
+
+        n = min(EXPLAIN_SCENES, len(data))
+        images = pil_images(dataset.select(range(n)), desc="explain")
+        out["explanations"] = explanation_pointing(encoder, [(im.convert("RGB"), objs) for im, objs in zip(images, objects[:n])])
     return out
 
 

@@ -53,10 +53,10 @@ def test_explanations_benchmark_smoke():
     from bench import explanations
     from core.catalog import load_catalog
     from core.services import Services
-    from demo_world.corpus import build_split
+    from demo_world.free_corpus import build_free_split
 
-    rows = [(r["image"].convert("RGB"), r["objects"]) for r in build_split("scenes", "test", 2)]
-    m = explanations.measure(Services(load_catalog()).encoder("demo-clip"), rows, grid=6)
+    rows = [(r["image"].convert("RGB"), r["objects"]) for r in build_free_split("scenes", "test", 2)]
+    m = explanations.explanation_pointing(Services(load_catalog()).encoder("demo-clip"), rows, grid=6)
     assert m["objects"] >= 2 and set(m["pointing"]) == {"occlusion", "gradient"}
     assert 0 < m["pointing_chance"] < 100 and -1 <= m["agreement_spearman_mean"] <= 1
     md = explanations.markdown({"date": "now", "scenes": 2, "grid": 6, "models": {"demo-clip": m}})
