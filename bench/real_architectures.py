@@ -53,11 +53,14 @@ def vit_b_32():
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")  # random weights
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    import copy
+
+    int8 = OpenClipEncoder(copy.deepcopy(model), preprocess, tokenizer, "vit-b-32-random", text_int8=True)
     return (OpenClipEncoder(model, preprocess, tokenizer, "vit-b-32-random", shorten=False),
-            OpenClipEncoder(model, preprocess, tokenizer, "vit-b-32-random"))
+            OpenClipEncoder(model, preprocess, tokenizer, "vit-b-32-random"), int8)
 
 
-def text_query(full, short, repeats: int) -> dict:
+def text_query(full, short, int8, repeats: int) -> dict:
     from core import search
 
     tokens = [short.check_text(q).n_tokens for q in QUERIES]
@@ -67,10 +70,40 @@ def text_query(full, short, repeats: int) -> dict:
     n = len(QUERIES)
     r = interleaved({"before (context 77)": lambda i: full.encode_text([QUERIES[i % n]]),
                      "after (stops at the end token)": lambda i: short.encode_text([QUERIES[i % n]]),
-                     "after, repeated query (cache)": lambda i: search.query_embedding(short, QUERIES[i % n])},
+                     "after, repeated query (cache)": lambda i: search.query_embedding(short, QUERIES[i % n]),
+                     "after, int8 text MLPs (opt-in)": lambda i: int8.encode_text([QUERIES[i % n]])},
                     repeats * n)
     diff = float(np.abs(full.encode_text(QUERIES) - short.encode_text(QUERIES)).max())
-    return {"max_tokens": max(tokens), "max_abs_embedding_difference": diff, "timings": r}
+    cos = (short.encode_text(QUERIES) * int8.encode_text(QUERIES)).sum(1)  # both L2-normalised
+    return {"max_tokens": max(tokens), "max_abs_embedding_difference": diff, "timings": r,
+            "int8_min_cosine_to_float": float(cos.min())}
+
+
+def int8_on_demo_clip(n_images: int = 1000) -> dict:
+    """What int8 text MLPs cost in retrieval on the trained demo CLIP: t2i / i2t Recall@K on the open-vocabulary
+    world's test split (regenerated, seed 0), float32 and int8 text towers, same image embeddings."""
+    from core.catalog import load_catalog
+    from demo_world.free_corpus import build_free_split
+    from evaluation.retrieval import recall_at_k
+    from models.registry import create_model
+    from pipelines.build_index import embed_images
+
+    spec = load_catalog().model("demo-clip")
+    fp32 = create_model(spec.family, Path(spec.source), spec.name)
+    int8 = create_model(spec.family, Path(spec.source), spec.name, text_int8=True)
+    data = build_free_split("scenes", "test", n_images)
+    from demo_world.corpus import undecoded
+
+    image_emb = embed_images(fp32, undecoded(data))
+    captions = [c for caps in data["captions"] for c in caps]
+    owner = np.repeat(np.arange(len(data)), [len(c) for c in data["captions"]])
+    out = {}
+    for name, enc in (("float32", fp32), ("int8 text MLPs", int8)):
+        out[name] = recall_at_k(enc.encode_text(captions), image_emb, owner)
+    cos = (fp32.encode_text(captions) * int8.encode_text(captions)).sum(1)
+    out["min_cosine_to_float"], out["mean_cosine_to_float"] = float(cos.min()), float(cos.mean())
+    out["n_images"], out["n_captions"] = n_images, len(captions)
+    return out
 
 
 def categorise_heatmap(encoder, repeats: int) -> dict:
@@ -170,10 +203,11 @@ def run(repeats: int = 5) -> dict:
     configure_threads()
     out = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "torch_threads": torch.get_num_threads(), "repeats": repeats, "load_average_1min": [os.getloadavg()[0]]}
-    full, short = vit_b_32()
-    out["text_query"] = text_query(full, short, max(2, repeats // 3))
+    full, short, int8 = vit_b_32()
+    out["text_query"] = text_query(full, short, int8, max(2, repeats // 3))
+    out["int8_on_demo_clip"] = int8_on_demo_clip()
     out["categorise"] = categorise_heatmap(short, repeats)
-    del full, short
+    del full, short, int8
     gc.collect()
     with tempfile.TemporaryDirectory() as tmp:
         siglip = siglip_base(Path(tmp))
@@ -204,12 +238,27 @@ def _conditions(r: dict) -> str:
     return r.get("conditions", "Load average not recorded for this run: read the ratios, not the milliseconds.")
 
 
+def _int8_note(r: dict) -> str:
+    d = r.get("int8_on_demo_clip")
+    if not d:
+        return ""
+    f, q = d["float32"], d["int8 text MLPs"]
+    return (f"- int8 text MLPs (opt-in): on ViT-B/32 the embedding keeps cosine ≥ "
+            f"{r['text_query']['int8_min_cosine_to_float']:.4f} with float32 (random weights). On the trained demo "
+            f"CLIP ({d['n_images']:,} test images of the open-vocabulary world, {d['n_captions']:,} captions): t2i R@1 "
+            f"{f['t2i_R@1']:.1f} → {q['t2i_R@1']:.1f} ({q['t2i_R@1'] - f['t2i_R@1']:+.1f} points, limit −0.5), R@10 "
+            f"{f['t2i_R@10']:.1f} → {q['t2i_R@10']:.1f}, i2t R@1 {f['i2t_R@1']:.1f} → {q['i2t_R@1']:.1f}; cosine to "
+            f"float32 min {d['min_cosine_to_float']:.4f}, mean {d['mean_cosine_to_float']:.4f}.")
+
+
 def markdown(r: dict) -> str:
     t, c, s, b = r["text_query"], r["categorise"], r["siglip_image_search"], r["blip_caption"]
     tq = t["timings"]
     names = list(tq)
     rows = (_row(f"ViT-B/32 text query, ≤ {t['max_tokens']} tokens", {n: tq[n] for n in names[:2]}, GOALS_MS["text_query"], "")
             + [f"| … the same query repeated (LRU cache hit) | | {tq[names[2]]['p50_ms']:.2f} ms | | | |"]
+            + (_row("… int8 text MLPs (opt-in, `text_int8 = true`)", {n: tq[n] for n in (names[0], names[3])},
+                    GOALS_MS["text_query"], "") if len(names) > 3 else [])
             + _row("Categorise + heat-map, ViT-B/32, 640×480 photo, end to end", c["timings"], GOALS_MS["categorise"], "")
             + _row(f"SigLIP base image → image search ({s['index']})", s["timings"], GOALS_MS["siglip_image_search"], "")
             + _row(f"BLIP base caption, beam {b['beam']}, {b['tokens_with_maps']} tokens with per-word maps",
@@ -229,6 +278,7 @@ interleaved call by call, p50 of {r['repeats']}–{3 * r['repeats']} calls each.
 
 - Text query: the shortened tower gives the full-length embedding (largest difference over the queries
   {t['max_abs_embedding_difference']:.1e}; tested to 1e-5 in `tests/test_text_tower.py`).
+{_int8_note(r)}
 - Categorise's heat-map: *after* is gradient × input (`core.explain`, chosen for image towers over 20 M parameters);
   how it agrees with occlusion and how well each points is in "Explanations" below. Occlusion stays available
   (`/explain` with `method="occlusion"`).

@@ -30,6 +30,11 @@ class ModelSpec:
     description: str = ""
     tasks: tuple[str, ...] = ("search",)
     warm: bool = False  # loaded by the warm start (core.warmup) beside each tab's default model
+    text_int8: bool = False  # open_clip: int8 MLPs in the text tower (models.open_clip_encoder.quantize_text_mlps)
+
+    def options(self) -> dict:
+        """The loader's switches that differ from their defaults."""
+        return {"text_int8": True} if self.text_int8 else {}
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
         try:
             models[name] = ModelSpec(
                 name, m["family"], _source(m["source"], base), m.get("description", ""),
-                tuple(m.get("tasks", ["search"])), bool(m.get("warm", False)),
+                tuple(m.get("tasks", ["search"])), bool(m.get("warm", False)), bool(m.get("text_int8", False)),
             )
         except KeyError as e:
             raise CatalogError(f"{path}: model {name!r} lacks {e.args[0]!r}") from None

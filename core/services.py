@@ -103,7 +103,7 @@ class Services:
 
         try:
             folder = resolve(spec.source, repo_type="model", allow_patterns=family_files(spec.family))
-            return create_model(spec.family, folder, spec.name)
+            return create_model(spec.family, folder, spec.name, **spec.options())
         except ImportError as e:  # a library the family needs is not installed (e.g. sentencepiece for SigLIP)
             missing = getattr(e, "name", None) or str(e)
             raise AssetError(

@@ -53,15 +53,23 @@ def family_files(family: str) -> list[str] | None:
     return _FILES.get(family)
 
 
-def create_model(family: str, folder: Path, name: str) -> Any:
-    """Build the encoder of `family` from a local folder (see `core.sources.resolve` for Hub sources).
+def create_model(family: str, folder: Path, name: str, **options: Any) -> Any:
+    """Build the encoder of `family` from a local folder (see `core.sources.resolve` for Hub sources); `options`
+    are the catalog's per-model switches (`text_int8` for open_clip), refused by families that lack them.
 
     >>> create_model("open_clip", Path("assets/models/demo-clip"), "demo-clip")  # doctest: +SKIP
     """
     _import_families()
     if family not in _FAMILIES:
         raise UnknownModelError(f"Unknown model family {family!r}; known families: {', '.join(sorted(_FAMILIES))}.")
-    return _FAMILIES[family](Path(folder), name)
+    loader = _FAMILIES[family]
+    if options:
+        import inspect
+
+        unknown = sorted(set(options) - set(inspect.signature(loader).parameters))
+        if unknown:
+            raise UnknownModelError(f"Model {name!r}: family {family!r} has no option {', '.join(unknown)}.")
+    return loader(Path(folder), name, **options)
 
 
 def _import_families() -> None:

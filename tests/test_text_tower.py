@@ -108,3 +108,28 @@ def _clip_processor():
         clip_tokenizer_files(Path(tmp))
         tokenizer = CLIPTokenizer.from_pretrained(tmp)
     return CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+
+
+def test_int8_text_mlps_are_opt_in_close_to_float_and_never_share_the_query_cache(demo_clip, tmp_path):
+    from core.catalog import load_catalog
+    from core.services import Services
+
+    int8 = create_model("open_clip", Path("assets/models/demo-clip"), "demo-clip", text_int8=True)
+    assert int8.text_int8 and not demo_clip.text_int8 and int8.shorten
+    assert int8.revision != demo_clip.revision  # cached query embeddings are keyed by revision
+    layers = [m for m in int8.model.transformer.modules() if ".quantized.dynamic" in type(m).__module__]
+    assert len(layers) == 2 * len(int8.model.transformer.resblocks)
+    cos = (int8.encode_text(TEXTS[:3]) * demo_clip.encode_text(TEXTS[:3])).sum(1)
+    assert cos.min() > 0.98, cos
+    # the image tower is untouched
+    assert all(p.dtype == torch.float32 for p in int8.model.visual.parameters())
+    # the catalog switch reaches the loader; a family without the switch refuses it by name
+    catalog = tmp_path / "catalog.toml"
+    src = Path("assets/models").resolve()
+    catalog.write_text(f'[models.q]\nfamily = "open_clip"\nsource = "{src / "demo-clip"}"\ntext_int8 = true\n'
+                       f'[models.c]\nfamily = "cnn_classifier"\nsource = "{src / "cnn-baseline"}"\ntext_int8 = true\n'
+                       'tasks = ["categorise"]\n')
+    services = Services(load_catalog(catalog))
+    assert services.encoder("q").text_int8
+    with pytest.raises(Exception, match="text_int8"):
+        services.encoder("c")
