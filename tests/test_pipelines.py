@@ -73,6 +73,41 @@ def test_training_pipelines_take_the_open_world(tmp_path, monkeypatch):
                 "--val-scenes", "8", "--batch-size", "8", "--eval-every", "2"])
     config = json.loads((tmp_path / "clip" / "open_clip_config.json").read_text())
     assert config["training"]["history"][-1]["step"] == 2
+    from pipelines.finetune_clip import main as finetune
+    from pipelines.train_captioner import main as train_captioner
+
+    finetune(["--base", str(tmp_path / "clip"), "--out", str(tmp_path / "ft"), "--world", "free", "--steps", "2",
+              "--train-products", "14", "--val-products", "7", "--batch-size", "8", "--eval-every", "2"])
+    assert (tmp_path / "ft" / "open_clip_model.safetensors").is_file()
+    train_captioner(["--out", str(tmp_path / "cap"), "--world", "free", "--steps", "2", "--frozen-steps", "1",
+                     "--train-scenes", "24", "--val-scenes", "4", "--batch-size", "8", "--eval-every", "2"])
+    history = json.loads((tmp_path / "cap" / "config.json").read_text())["training"]["history"]
+    assert "CHAIR_i" in history[-1]  # val hallucination is measured, and counts in model selection
+
+
+@pytest.mark.slow
+def test_collection_of_two_splits_with_familiarity_floors_and_paraphrases(tmp_path, monkeypatch):
+    """`--split test+heldout` makes one collection of both, marks never-seen concepts, and calibrates the floors
+    on val; the paraphrase evaluation runs on the same collection."""
+    import demo_world.free_corpus as free
+    from evaluation.paraphrases import main as paraphrases
+    from pipelines.build_index import main as build_main
+
+    corpus = free.write_free_corpus(tmp_path / "free", scale=0.03, splits=["val", "test", "heldout"])
+    build_main(["--model", "dual-minilm-cnn", "--dataset", str(corpus), "--config", "scenes", "--split",
+                "test+heldout", "--calibrate-split", "val", "--out", str(tmp_path / "idx")])
+    index = load_index(tmp_path / "idx", expect_model="dual-minilm-cnn")
+    assert index.index.ntotal == 60 and index.info.split == "scenes/test+heldout"
+    unseen = [list(u) for u in index.meta["unseen"]]
+    assert not any(unseen[:30]) and all(unseen[30:])  # the held-out half, and only it, shows never-seen concepts
+    record = index.info.extra["familiarity"]
+    assert record["calibration_split"] == "scenes/val" and record["text"]["queries"] == 30 * 5
+    assert record["image"]["queries"] == 30
+    out = tmp_path / "para.json"
+    paraphrases(["--model", "dual-minilm-cnn", "--dataset", str(corpus), "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 60 and 0 <= result["metrics"]["paraphrase hit@5"] <= 100
+    assert result["command"].startswith("python -m evaluation.paraphrases")
 
 
 @pytest.mark.slow
