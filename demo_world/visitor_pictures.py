@@ -49,9 +49,12 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 def _paste(canvas: np.ndarray, concept: Concept, side: int, angle: float, x: int, y: int) -> list[float]:
     """Paste the icon rotated by `angle` with its top-left corner at (x, y); returns its normalised bounding box
     of visible pixels (x0, y0, x1, y1)."""
-    icon = Image.fromarray((render_icon(concept.codepoint, side) * 255).astype(np.uint8), "RGBA")
-    icon = np.asarray(icon.rotate(angle, resample=Image.BICUBIC, expand=True), dtype=np.float32) / 255
     h, w = canvas.shape[:2]
+    icon = Image.fromarray((render_icon(concept.codepoint, side) * 255).astype(np.uint8), "RGBA")
+    icon = icon.rotate(angle, resample=Image.BICUBIC, expand=True)
+    if icon.width > w or icon.height > h:  # a large icon turned on its corner: shrink it into the frame
+        icon.thumbnail((w, h), Image.BICUBIC)
+    icon = np.asarray(icon, dtype=np.float32) / 255
     ih, iw = icon.shape[:2]
     x, y = min(max(0, x), w - iw), min(max(0, y), h - ih)
     alpha = icon[..., 3:4]

@@ -219,6 +219,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             {probabilities: {label: p}, top, margin, doubtful}."""
             style = "custom" if labels and labels.strip() else style
             _, result = visitor_errors(run_categorise)(services, image, labels, model, style)
+            for notice in result.notices:  # e.g. labels dropped, or a photo far from every known product
+                gr.Warning(notice)
             return {"probabilities": result.probs, "top": result.top, "margin": round(result.margin, 6),
                     "doubtful": result.doubtful}
 

@@ -16,7 +16,7 @@ def test_compare_returns_the_stored_figures(client):
     rows = client.predict("", api_name="/compare")
     assert rows and set(rows[0]) == {"model", "dataset", "split", "metric", "value", "command"}
     assert {"demo-clip", "dual-minilm-cnn", "cnn-baseline", "demo-captioner"} <= {r["model"] for r in rows}
-    stored = json.loads(Path("assets/models/cnn-baseline/eval/demo_world--products-test.json").read_text())
+    stored = json.loads(Path("assets/models/cnn-baseline/eval/demo_world_free--products-test.json").read_text())
     acc = next(r["value"] for r in rows if r["model"] == "cnn-baseline" and r["metric"] == "supervised accuracy")
     assert acc == pytest.approx(stored["styles"]["supervised"]["accuracy"], abs=1e-4)
 

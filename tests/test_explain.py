@@ -10,7 +10,7 @@ from PIL import Image
 from core import explain as ex
 from core.catalog import load_catalog
 from core.services import Services
-from demo_world.corpus import build_split
+from demo_world.free_corpus import build_free_split
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def services():
 
 @pytest.fixture(scope="module")
 def scene():
-    row = build_split("scenes", "test", 1)[0]
+    row = build_free_split("scenes", "test", 1)[0]
     return row["image"].convert("RGB"), row["objects"]
 
 
