@@ -22,31 +22,61 @@ def _results(catalog) -> list[tuple[str, dict]]:
     return out
 
 
+def _where(r: dict) -> str:
+    return f"{r.get('dataset', '')} {r['config']}/{r['split']}"
+
+
 def retrieval_table(results) -> str:
-    rows = ["| model | split | images | t2i R@1 | R@5 | R@10 | i2t R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | data | images | t2i R@1 | R@5 | R@10 | i2t R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results:
-        if "metrics" in r:
+        if "metrics" in r and "t2i_R@1" in r["metrics"]:
             m = r["metrics"]
             cells = " | ".join(f"{m[f'{d}_R@{k}']:.1f}" for d in ("t2i", "i2t") for k in (1, 5, 10))
-            rows.append(f"| {name} | {r['config']}/{r['split']} | {r['n_images']} | {cells} |")
+            rows.append(f"| {name} | {_where(r)} | {r['n_images']} | {cells} |")
     return "\n".join(rows)
 
 
 def classification_table(results) -> str:
-    rows = ["| model | prompts | accuracy | macro P | macro R | macro F1 |", "|---|---|---|---|---|---|"]
+    rows = ["| model | data | prompts | accuracy | seen / held-out products | macro P | macro R | macro F1 |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, r in results:
         for style, m in r.get("styles", {}).items():
-            rows.append(f"| {name} | {style} | {m['accuracy']:.1f} | {m['macro_precision']:.1f} | "
+            by = m.get("accuracy_by_concept_split", {})
+            split = " / ".join(f"{by[g]:.1f}" if g in by else "—" for g in ("seen", "heldout")) if by else ""
+            rows.append(f"| {name} | {_where(r)} | {style} | {m['accuracy']:.1f} | {split} | {m['macro_precision']:.1f} | "
                         f"{m['macro_recall']:.1f} | {m['macro_f1']:.1f} |")
     return "\n".join(rows)
 
 
+def paraphrase_table(results) -> str:
+    rows = ["| model | collection | queries | hit@5 | seen concepts | held-out concepts |", "|---|---|---|---|---|---|"]
+    for name, r in results:
+        m = r.get("metrics", {})
+        if "paraphrase hit@5" in m:
+            rows.append(f"| {name} | {r['dataset']} {r['split']} ({r['n_images']:,} images) | "
+                        f"{m['paraphrase queries']:.0f} | {m['paraphrase hit@5']:.1f} | "
+                        f"{m['paraphrase hit@5 (seen concepts)']:.1f} | {m['paraphrase hit@5 (held-out concepts)']:.1f} |")
+    return "\n".join(rows)
+
+
+def explanations_table(results) -> str:
+    rows = ["| model | data | objects | pointing, occlusion | pointing, gradient × input | chance | agreement ρ | "
+            "name weighs most (chance) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        e = r.get("explanations") or {}
+        if e.get("objects"):
+            rows.append(f"| {name} | {_where(r)} | {e['objects']} | {e['pointing']['occlusion']:.1f} | "
+                        f"{e['pointing']['gradient']:.1f} | {e['pointing_chance']:.1f} | "
+                        f"{e['agreement_spearman_mean']:.2f} | {e['name_weighs_most']:.1f} ({e['words_chance']:.0f}) |")
+    return "\n".join(rows)
+
+
 def captioning_table(results) -> str:
-    rows = ["| model | decoding | BLEU-1 | BLEU-4 | objects named | pointing (chance) | repeated phrases | words |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | data | decoding | BLEU-1 | BLEU-4 | objects named | pointing (chance) | repeated phrases | words |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results:
         for setting, m in r.get("captioning", {}).items():
-            rows.append(f"| {name} | {setting} | {m['BLEU-1']:.1f} | {m['BLEU-4']:.1f} | {m['objects_named']:.1f} | "
+            rows.append(f"| {name} | {_where(r)} | {setting} | {m['BLEU-1']:.1f} | {m['BLEU-4']:.1f} | {m['objects_named']:.1f} | "
                         f"{m['pointing']:.1f} ({m['pointing_chance']:.1f}) | {m['repeated_phrase_rate']:.1f} | "
                         f"{m['mean_length']:.1f} |")
     return "\n".join(rows)
@@ -66,7 +96,7 @@ def hallucination_table(results) -> str:
 
 
 def concepts_table(results) -> str:
-    rows = ["| model | split | concepts | t2i R@1 | R@10 | \"a photo of a …\" hit@5 | zero-shot top-1 | top-5 |",
+    rows = ["| model | data | concepts | t2i R@1 | R@10 | \"a photo of a …\" hit@5 | zero-shot top-1 | top-5 |",
             "|---|---|---|---|---|---|---|---|"]
     for name, r in results:
         c = r.get("concepts", {})
@@ -76,15 +106,15 @@ def concepts_table(results) -> str:
                 continue
             cells = [f"{ret['t2i_R@1']:.1f}" if ret else "", f"{ret['t2i_R@10']:.1f}" if ret else "",
                      f"{hit['hit@5']:.1f}" if hit else "", f"{zs['top1']:.1f}" if zs else "", f"{zs['top5']:.1f}" if zs else ""]
-            rows.append(f"| {name} | {r['config']}/{r['split']} | {label} | " + " | ".join(cells) + " |")
+            rows.append(f"| {name} | {_where(r)} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def scores_table(results) -> str:
-    rows = ["| model | split | matching cosine (mean ± sd) | non-matching | gap |", "|---|---|---|---|---|"]
+    rows = ["| model | data | matching cosine (mean ± sd) | non-matching | gap |", "|---|---|---|---|---|"]
     for name, r in results:
         if s := r.get("scores"):
-            rows.append(f"| {name} | {r['config']}/{r['split']} | {s['matching_mean']:.3f} ± {s['matching_std']:.3f} | "
+            rows.append(f"| {name} | {_where(r)} | {s['matching_mean']:.3f} ± {s['matching_std']:.3f} | "
                         f"{s['non_matching_mean']:.3f} ± {s['non_matching_std']:.3f} | {s['gap']:.3f} |")
     return "\n".join(rows)
 
@@ -105,12 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--catalog", default=None)
     results = _results(load_catalog(p.parse_args(argv).catalog))
     print("Text→image / image→text retrieval (standard protocol, %):\n\n" + retrieval_table(results))
-    print("\nZero-shot and supervised categorisation, demo products test split (700 images, %):\n\n"
-          + classification_table(results))
-    print("\nCaptioning, demo scenes test split (1,000 images, five references each, %):\n\n" + captioning_table(results))
+    print("\nZero-shot and supervised categorisation (%):\n\n" + classification_table(results))
+    print("\nVisitors' own words (paraphrase queries, `python -m evaluation.paraphrases`):\n\n" + paraphrase_table(results))
+    print("\nCaptioning (%):\n\n" + captioning_table(results))
     print("\nObject hallucination and position words (CHAIR, Rohrbach et al. 2018; synonyms count as mentions):\n\n"
           + hallucination_table(results))
     print("\nSeen vs held-out concepts (open-vocabulary world):\n\n" + concepts_table(results))
+    print("\nExplanation maps: pointing inside the named object's box (%):\n\n" + explanations_table(results))
     print("\nCosine similarity of matching vs non-matching (caption, image) pairs:\n\n" + scores_table(results))
     print("\nSize and speed (CPU, the evaluate command's threads):\n\n" + cost_table(results))
 
