@@ -42,8 +42,8 @@ def unfamiliar_notice(best: float | None, floor: float | None, kind: str, collec
         return []
     what = "description" if kind == "text" else "picture"
     return [
-        f"Nothing in {collection} looks much like your {what}: the best match scores {best:.3f}, lower than 99% "
-        f"of genuine {what}s of this world reach ({floor:.3f}). The model may not know these words or this kind "
-        "of picture; the results below are the closest it has, not matches."
+        f"Nothing in {collection} looks much like your {what}: the best match scores {best:.3f}, under the "
+        f"{floor:.3f} that 99% of genuine {what}s of this world reach. The model may not know these words or this "
+        "kind of picture: what it shows are the closest pictures it has, not matches."
     ]
 

@@ -101,7 +101,7 @@ def test_unfamiliar_notice_only_under_the_floor():
     assert unfamiliar_notice(0.5, 0.3, "text") == []
     assert unfamiliar_notice(0.5, None, "text") == []  # never calibrated: never a warning
     (line,) = unfamiliar_notice(0.12, 0.3, "text")
-    assert "0.120" in line and "0.300" in line and "not matches" in line
+    assert "0.120" in line and "0.300" in line and "not matches" in line and "99%" in line
 
 
 def test_search_warns_when_the_best_hit_is_under_the_floor():
