@@ -112,3 +112,22 @@ def test_ray_embedding_rates_and_table():
     md = ray_embedding.markdown({"date": "now", "ray": "2.60.0", "load_average_before_after": [1.0, 2.0],
                                  "runs": [{"model": "demo-clip", "cpus": 1} | r]})
     assert "| demo-clip | 1 | 500 | 100.0 images/s | 90.9 images/s | +10% | ≤ +15% | met |" in md
+
+
+@pytest.mark.slow
+def test_gradio_overhead_smoke():
+    """The API-overhead benchmark against the trivial app only (the full app's server takes longer to start)."""
+    from bench import gradio_overhead
+
+    r = gradio_overhead.measure(rounds=2, only="ping", apps=("tiny",))
+    assert r["apps"]["tiny"]["blocks"] == 2 and set(r["new_session_ms_textboxes"]) == {50, 200}
+    names = {"tiny ping, gradio_client", "tiny ping, queue protocol", "tiny ping, /call (new session)"}
+    assert names <= set(r["calls"])
+    assert all(v["p50_ms"] > 0 for v in r["calls"].values()) and r["gaps"] == {}
+    full = {"p50_ms": 20.0, "p95_ms": 30.0, "mean_ms": 22.0}
+    r["calls"]["full ping, queue protocol"] = full
+    r["gaps"] = {"full ping, queue protocol": {"median_ms": 1.0, "mean_ms": 1.5, "se_ms": 0.5}}
+    r["apps"]["full"] = {"blocks": 129, "new_session_ms": 7.0}
+    md = gradio_overhead.markdown({"date": "now", "only": "ping", **r})
+    assert md.startswith("## API overhead") and '--only "ping"' in md
+    assert "| full ping, queue protocol | +1.0 | +1.5 ± 1.0 |" in md and "full: 129 blocks, 7.00 ms" in md
