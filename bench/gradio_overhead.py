@@ -31,18 +31,6 @@ def _ping(text: str = "") -> list[dict]:
     return [{"text": text}]
 
 
-def _catalog(catalog):
-    """The catalog, with an index whose folder is not built here replaced by its test-split-only sibling (the
-    combined collections are built by the pipelines); the request path measured is the same."""
-    from dataclasses import replace
-
-    def usable(spec):
-        alt = spec.source.removesuffix("-heldout")
-        return replace(spec, source=alt) if not Path(spec.source).exists() and Path(alt).exists() else spec
-
-    return replace(catalog, indexes=tuple(usable(s) for s in catalog.indexes))
-
-
 def build(app: str):
     import gradio as gr
 
@@ -54,7 +42,7 @@ def build(app: str):
     from core.catalog import load_catalog
 
     configure_threads()
-    demo = build_demo(_catalog(load_catalog()))
+    demo = build_demo(load_catalog())
     with demo:
         gr.api(_ping, api_name="bench_ping")
     return demo
