@@ -143,3 +143,30 @@ def test_bundled_indexes_carry_floors_measured_on_val():
             assert -1 < floor_of(index, kind) < record[kind]["median_top1"]
         assert index.info.split.endswith("test+heldout")
         assert any(len(u) for u in index.meta["unseen"])  # held-out pictures are marked
+
+
+def test_visitor_pictures_are_not_our_generator_and_score_like_a_test_split():
+    """Non-square, JPEG, rotated icons on other backgrounds; seeded; boxes inside the frame; seen and held-out
+    concepts both present, products with their category."""
+    import io
+
+    from PIL import Image
+
+    from demo_world.visitor_pictures import CANVASES, build
+
+    scenes, again = build("scenes", 12), build("scenes", 12)
+    assert scenes["objects"] == again["objects"]  # seeded
+    splits = set()
+    for row in scenes.cast_column("image", __import__("datasets").Image(decode=False)):
+        image = Image.open(io.BytesIO(row["image"]["bytes"]))
+        assert image.format == "JPEG" and image.size in CANVASES
+        assert 1 <= len(row["objects"]) <= 3
+        for o in row["objects"]:
+            x0, y0, x1, y1 = o["box"]
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+            assert CONCEPTS[o["name"]].split == o["concept_split"]
+            splits.add(o["concept_split"])
+    assert splits == {"train", "heldout"}
+    products = build("products", 8)
+    assert all(len(objs) == 1 and objs[0]["category"] == cat for objs, cat in zip(products["objects"], products["category"]))
+    assert {objs[0]["concept_split"] for objs in products["objects"]} == {"train", "heldout"}
