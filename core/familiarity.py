@@ -3,9 +3,12 @@
 A search always returns its k closest pictures, even for a query the model cannot understand ("a tax return",
 a photo of a street for a model trained on icons). What tells such a query apart is its best score: the cosine of
 its top hit. The floor below which we warn is measured, never guessed: at index build time
-(`python -m pipelines.build_index ... --calibrate-split val`) every caption and every image of a split the index
-does not hold (val) is searched in the index; the floor is the `PERCENTILE`-th percentile of their top-1
-scores, so about 1% of genuine in-world queries fall under it. The floors travel in the index's sidecar
+(`python -m pipelines.build_index ... --calibrate-split val`) every caption, every short "a <object name>" query
+and every image of a split the index does not hold (val) is searched in the index; the floor is the
+`PERCENTILE`-th percentile of their top-1 scores, so about 1% of genuine in-world queries fall under it. How many
+out-of-world queries it catches, and how many of a visitor's own in-world wordings it wrongly flags, is measured
+by `python -m evaluation.paraphrases` (README): a weak model scores nonsense as high as sense, and then the floor
+catches little; it never makes a confident answer out of it. The floors travel in the index's sidecar
 (`index.json`, `extra["familiarity"]`) with how they were measured.
 """
 from __future__ import annotations

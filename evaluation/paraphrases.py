@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 PARAPHRASES = Path(__file__).resolve().parent.parent / "demo_world" / "paraphrases.tsv"
+OUTSIDE = PARAPHRASES.parent / "outside_queries.txt"  # queries about nothing the world shows
 K = 5
 
 
@@ -64,6 +65,24 @@ def hit_at_k(text_emb: np.ndarray, image_emb: np.ndarray, present: list[set[str]
     }, rows
 
 
+def load_outside(path: Path = OUTSIDE) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def familiarity_check(services, model: str, text_emb: np.ndarray, outside_emb: np.ndarray, image_emb: np.ndarray) -> dict:
+    """The "far from anything known" notice against the model's scenes collection floor (`core.familiarity`):
+    share of the visitor's in-world paraphrases it wrongly flags, and of out-of-world queries it catches."""
+    from core.familiarity import floor_of
+
+    scenes = [c for c in services.catalog.collections(model) if c.startswith("demo scenes")]
+    floor = floor_of(services.index(model, scenes[0]), "text") if scenes else None
+    if floor is None:
+        return {}
+    top1 = lambda emb: (emb @ image_emb.T).max(axis=1)  # noqa: E731 - exact search over the same collection
+    return {"text_floor": floor, "paraphrases_flagged": 100 * float((top1(text_emb) < floor).mean()),
+            "outside_caught": 100 * float((top1(outside_emb) < floor).mean()), "outside_queries": len(outside_emb)}
+
+
 def evaluate(services, model: str, dataset: str, config: str = "scenes", split: str = "test+heldout") -> dict:
     from core.layouts import DatasetSpec
     from demo_world.concepts import load_concepts
@@ -77,7 +96,8 @@ def evaluate(services, model: str, dataset: str, config: str = "scenes", split: 
     text_emb = encoder.encode_text([q.query for q in queries])
     heldout = {c.name for c in load_concepts() if c.split == "heldout"}
     metrics, rows = hit_at_k(text_emb, image_emb, present, queries, heldout)
-    return {"metrics": metrics, "queries": rows, "n_images": len(present)}
+    familiarity = familiarity_check(services, model, text_emb, encoder.encode_text(load_outside()), image_emb)
+    return {"metrics": metrics, "queries": rows, "n_images": len(present), "familiarity": familiarity}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,13 +49,17 @@ def classification_table(results) -> str:
 
 
 def paraphrase_table(results) -> str:
-    rows = ["| model | collection | queries | hit@5 | seen concepts | held-out concepts |", "|---|---|---|---|---|---|"]
+    rows = ["| model | collection | queries | hit@5 | seen concepts | held-out concepts | \"far from known\": paraphrases "
+            "flagged (wrongly) | out-of-world queries caught |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results:
-        m = r.get("metrics", {})
+        m, f = r.get("metrics", {}), r.get("familiarity") or {}
         if "paraphrase hit@5" in m:
+            notice = (f"{f['paraphrases_flagged']:.1f} | {f['outside_caught']:.1f} (of {f['outside_queries']})"
+                      if f else "— | —")
             rows.append(f"| {name} | {r['dataset']} {r['split']} ({r['n_images']:,} images) | "
                         f"{m['paraphrase queries']:.0f} | {m['paraphrase hit@5']:.1f} | "
-                        f"{m['paraphrase hit@5 (seen concepts)']:.1f} | {m['paraphrase hit@5 (held-out concepts)']:.1f} |")
+                        f"{m['paraphrase hit@5 (seen concepts)']:.1f} | {m['paraphrase hit@5 (held-out concepts)']:.1f} | "
+                        f"{notice} |")
     return "\n".join(rows)
 
 

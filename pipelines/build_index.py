@@ -178,12 +178,15 @@ def load_splits(spec, config: str, split: str, sample: int | None = None):
 
 
 def calibrate(encoder, xb: np.ndarray, spec, config: str, split: str) -> dict:
-    """Familiarity floors (`core.familiarity`) of a collection: every caption and image of `split` (one the
-    collection does not hold, normally val) searched exactly among the collection's vectors."""
+    """Familiarity floors (`core.familiarity`) of a collection: every caption, every "a <object name>" and every
+    image of `split` (one the collection does not hold, normally val) searched exactly among the collection's
+    vectors."""
     from core.familiarity import floors
 
     data = load_splits(spec, config, split)
     texts = [c for caps in data["captions"] for c in caps]
+    if "objects" in data.column_names:  # short in-world queries too ("a dog"): they score lower than captions
+        texts += sorted({f"a {o['name']}" for objs in data["objects"] for o in objs})
     text_emb = encoder.encode_text(texts) if texts else None
     image_emb = embed_rows(encoder, data).xb
     return floors(text_emb, image_emb, build_index(xb, "Flat"), split=f"{config}/{split}")

@@ -101,7 +101,7 @@ def test_collection_of_two_splits_with_familiarity_floors_and_paraphrases(tmp_pa
     unseen = [list(u) for u in index.meta["unseen"]]
     assert not any(unseen[:30]) and all(unseen[30:])  # the held-out half, and only it, shows never-seen concepts
     record = index.info.extra["familiarity"]
-    assert record["calibration_split"] == "scenes/val" and record["text"]["queries"] == 30 * 5
+    assert record["calibration_split"] == "scenes/val" and record["text"]["queries"] > 30 * 5  # + "a <name>"
     assert record["image"]["queries"] == 30
     out = tmp_path / "para.json"
     paraphrases(["--model", "dual-minilm-cnn", "--dataset", str(corpus), "--out", str(out)])
