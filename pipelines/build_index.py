@@ -1,7 +1,7 @@
 """Build a FAISS index of a dataset split's images with one catalog model.
 
-    python -m pipelines.build_index --model demo-clip --dataset data/demo_world --config scenes --split test \
-        --out assets/indexes/demo-clip--scenes-test
+    python -m pipelines.build_index --model demo-clip --dataset data/demo_world_free --config scenes \
+        --split test+heldout --calibrate-split val --out assets/indexes/demo-clip--scenes-test-heldout
 
 The dataset is a folder or `hf-hub:` dataset repo in the demo world's parquet layout (see
 `demo_world/corpus.py`). The output folder (index.faiss, meta.parquet, index.json) is written atomically.

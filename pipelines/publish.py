@@ -1,7 +1,7 @@
 """Publish a model, index or dataset folder to the Hugging Face Hub.
 
     HF_TOKEN=... python -m pipelines.publish assets/models/demo-clip your-name/demo-clip
-    HF_TOKEN=... python -m pipelines.publish assets/indexes/demo-clip--scenes-test your-name/index-demo \\
+    HF_TOKEN=... python -m pipelines.publish assets/indexes/demo-clip--scenes-test-heldout your-name/index-demo \\
         --repo-type dataset
 
 Prints the commit sha: pin it in a catalog source (`hf-hub:your-name/demo-clip@<sha>`) for reproducibility.
