@@ -7,7 +7,8 @@ using any of their names or synonyms from `demo_world/concepts.tsv` (a test chec
 contains it. The collection is the scenes of the given splits; a query counts when one of its acceptable concepts
 is in at least one picture; it is a hit when one of the top-5 pictures shows one of them (hit@5). Results are
 written beside the model (`eval/<dataset>--paraphrases-<split>.json`) and the Search tab's default model is the
-one with the highest hit@5 (a test checks the catalog's order).
+one with the highest hit@5 (a test checks the catalog's order). "text_only" is the text side's ceiling: how often an
+acceptable concept is among the names nearest to the query, no picture involved.
 """
 from __future__ import annotations
 
@@ -65,6 +66,23 @@ def hit_at_k(text_emb: np.ndarray, image_emb: np.ndarray, present: list[set[str]
     }, rows
 
 
+def text_only(encoder, queries: list[Paraphrase], text_emb: np.ndarray, heldout: set[str]) -> dict:
+    """The text side alone: is an acceptable concept among the k names (of all 829, as "a <name>") nearest to the
+    query? A ceiling on what the image side can reach with this text tower; no picture involved."""
+    from demo_world.concepts import load_concepts
+
+    names = [c.name for c in load_concepts()]
+    order = np.argsort(-(text_emb @ encoder.encode_text([f"a {n}" for n in names]).T), axis=1)
+    out = {}
+    for k in (1, 5):
+        hits = [bool(set(q.concepts) & {names[i] for i in row[:k]}) for q, row in zip(queries, order)]
+        held = [h for h, q in zip(hits, queries) if set(q.concepts) & heldout]
+        seen = [h for h, q in zip(hits, queries) if not set(q.concepts) & heldout]
+        out[f"top{k}"] = {"all": 100 * float(np.mean(hits)), "seen": 100 * float(np.mean(seen)),
+                          "heldout": 100 * float(np.mean(held))}
+    return out
+
+
 def load_outside(path: Path = OUTSIDE) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
@@ -97,7 +115,8 @@ def evaluate(services, model: str, dataset: str, config: str = "scenes", split: 
     heldout = {c.name for c in load_concepts() if c.split == "heldout"}
     metrics, rows = hit_at_k(text_emb, image_emb, present, queries, heldout)
     familiarity = familiarity_check(services, model, text_emb, encoder.encode_text(load_outside()), image_emb)
-    return {"metrics": metrics, "queries": rows, "n_images": len(present), "familiarity": familiarity}
+    return {"metrics": metrics, "queries": rows, "n_images": len(present), "familiarity": familiarity,
+            "text_only": text_only(encoder, queries, text_emb, heldout)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,8 @@ def test_compare_returns_the_stored_figures(client):
     assert rows and set(rows[0]) == {"model", "dataset", "split", "metric", "value", "command"}
     assert {"demo-clip", "dual-minilm-cnn", "cnn-baseline", "demo-captioner"} <= {r["model"] for r in rows}
     stored = json.loads(Path("assets/models/cnn-baseline/eval/demo_world_free--products-test.json").read_text())
-    acc = next(r["value"] for r in rows if r["model"] == "cnn-baseline" and r["metric"] == "supervised accuracy")
+    acc = next(r["value"] for r in rows if r["model"] == "cnn-baseline" and r["metric"] == "supervised accuracy"
+               and r["dataset"] == "demo_world_free" and r["split"] == "products/test")
     assert acc == pytest.approx(stored["styles"]["supervised"]["accuracy"], abs=1e-4)
 
 
