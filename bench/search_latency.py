@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demo_world.corpus import iter_scenes
+from demo_world.free_corpus import iter_free_scenes
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -25,7 +25,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def queries(n: int) -> list[str]:
-    caps = [c for _, cs in iter_scenes("val", n) for c in cs]
+    caps = [c for _, cs in iter_free_scenes("val", n) for c in cs]
     return caps[::5][:n]
 
 
@@ -122,10 +122,16 @@ def machine() -> dict:
 
 def run(n_queries: int = 200) -> dict:
     texts = queries(n_queries)
+    from core.catalog import load_catalog
+
+    catalog = load_catalog()
+    model = catalog.search_models()[0]
     return {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "queries": len(texts),
+        "model": model,
+        "collection": catalog.collections(model)[0],
         "cold_start": cold_start(),
         "in_process": in_process(texts),
         "api": through_api(texts),
@@ -162,8 +168,8 @@ def markdown(r: dict) -> str:
     floor_gap = api['search_minus_floor_p50_ms']
     return f"""## Search latency (ms)
 
-`python -m bench.search_latency`, {r['date']}: {r['queries']} text queries (val-split captions) against the bundled
-`demo-clip` index of 1,000 scenes.
+`python -m bench.search_latency`, {r['date']}: {r['queries']} text queries (val-split captions) against the default
+model's first collection ({r.get('model', 'demo-clip')}, {r.get('collection', 'demo scenes, 1,000 pictures')}).
 
 | stage | p50 | p95 |
 |---|---|---|
