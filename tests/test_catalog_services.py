@@ -9,8 +9,8 @@ from core.services import AssetError, BoundedCache, Services
 
 def test_default_catalog_points_at_bundled_assets():
     catalog = load_catalog()
-    assert catalog.search_models() == ["demo-clip", "dual-minilm-cnn"]
-    assert catalog.models_for("categorise") == ["demo-clip", "dual-minilm-cnn", "demo-clip-products", "cnn-baseline"]
+    assert catalog.search_models() == ["dual-minilm-cnn", "demo-clip"]
+    assert catalog.models_for("categorise") == ["dual-minilm-cnn", "demo-clip", "demo-clip-products", "cnn-baseline"]
     assert catalog.models_for("caption") == ["demo-captioner"]
     for spec in catalog.indexes:
         assert not spec.source.startswith("hf-hub:")
@@ -35,7 +35,7 @@ def test_catalog_errors(tmp_path):
     with pytest.raises(CatalogError, match="unknown model 'ghost'"):
         load_catalog(orphan)
     catalog = load_catalog()
-    with pytest.raises(CatalogError, match="Known models: demo-clip, dual-minilm-cnn, demo-clip-products, demo-captioner, cnn-baseline"):
+    with pytest.raises(CatalogError, match="Known models: dual-minilm-cnn, demo-clip, demo-clip-products, demo-captioner, cnn-baseline"):
         catalog.model("nope")
     with pytest.raises(CatalogError, match="Its collections"):
         catalog.index("demo-clip", "nope")

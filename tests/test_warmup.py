@@ -110,7 +110,7 @@ def test_concurrent_first_requests_during_warm_up_load_each_model_once(monkeypat
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=request, args=(run_search, "a dog on a blue background", None, 5, "", ""))
+    threads = [threading.Thread(target=request, args=(run_search, "a dog on a blue background", None, 5, "demo-clip", ""))
                for _ in range(4)]
     threads += [threading.Thread(target=request, args=(run_caption, scene, "demo-captioner", 1)) for _ in range(2)]
     for t in threads:
