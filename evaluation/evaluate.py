@@ -70,7 +70,7 @@ def score_distribution(text_emb: np.ndarray, image_emb: np.ndarray, owner: np.nd
     }
 
 
-def retrieval_metrics(encoder, dataset) -> dict:
+def retrieval_metrics(encoder, dataset, explain_scenes: int = EXPLAIN_SCENES) -> dict:
     from evaluation.concepts import concept_results, has_concept_split
 
     data = undecoded(dataset)
@@ -83,10 +83,10 @@ def retrieval_metrics(encoder, dataset) -> dict:
     objects = data["objects"] if "objects" in data.column_names else []
     if has_concept_split(objects):
         out["concepts"] = concept_results(encoder, text_emb, image_emb, owner, objects)
-    if any(objects) and hasattr(encoder, "encode_text"):  # boxes: score the explanation maps (core.explain)
+    if explain_scenes and any(objects) and hasattr(encoder, "encode_text"):  # boxes: score the maps (core.explain)
         from evaluation.explanations import explanation_pointing
 
-        n = min(EXPLAIN_SCENES, len(data))
+        n = min(explain_scenes, len(data))
         images = pil_images(dataset.select(range(n)), desc="explain")
         out["explanations"] = explanation_pointing(encoder, [(im.convert("RGB"), objs) for im, objs in zip(images, objects[:n])])
     return out
@@ -222,7 +222,8 @@ def _accuracy_by_group(y: np.ndarray, pred: np.ndarray, groups: np.ndarray | Non
                                           for g in ("seen", "heldout") if (groups == g).any()}}
 
 
-def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str, limit: int | None = None) -> dict:
+def evaluate(services: Services, model: str, dataset_source: str, config: str, split: str, limit: int | None = None,
+             explain_scenes: int = EXPLAIN_SCENES) -> dict:
     encoder = services.encoder(model)
     data = load_split(resolve(dataset_source, repo_type="dataset"), config, split)
     if limit:
@@ -236,7 +237,7 @@ def evaluate(services: Services, model: str, dataset_source: str, config: str, s
         "dataset_revision": dataset_revision,
         "config": config,
         "split": split,
-        **_results(encoder, data, config),
+        **_results(encoder, data, config, explain_scenes),
         "cost": cost(encoder, folder, data),
         "command": "python -m evaluation.evaluate " + shlex.join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -244,14 +245,16 @@ def evaluate(services: Services, model: str, dataset_source: str, config: str, s
     }
 
 
-def _results(model, data, config: str) -> dict:
+def _results(model, data, config: str, explain_scenes: int = EXPLAIN_SCENES) -> dict:
     from models.captioner import Captioner
 
     if isinstance(model, Captioner):
         if config != "scenes":
             raise SystemExit("captioning models are evaluated on the scenes config (it has reference captions)")
         return captioning_results(model, data)
-    return classification_results(model, data) if config == "products" else retrieval_metrics(model, data)
+    if config == "products":
+        return classification_results(model, data)
+    return retrieval_metrics(model, data, explain_scenes)
 
 
 def main(argv: list[str] | None = None) -> None:
