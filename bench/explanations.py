@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -37,8 +38,15 @@ def run(n_scenes: int = 40, grid: int | None = None) -> dict:
     rows = [(r["image"].convert("RGB"), r["objects"]) for r in data]
     services = Services(load_catalog())
     models = [m for m in MODELS if m in services.catalog.models]
+    load = [os.getloadavg()[0]]
+    figures = {m: explanation_pointing(services.encoder(m), rows, grid) for m in models}
     return {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "scenes": n_scenes,
-            "grid": grid, "models": {m: explanation_pointing(services.encoder(m), rows, grid) for m in models}}
+            "grid": grid, "models": figures, "load_average_1min": load + [os.getloadavg()[0]]}
+
+
+def _load(r: dict) -> str:
+    load = r.get("load_average_1min")
+    return f"1-minute load average {load[0]:.1f} at the start, {load[-1]:.1f} at the end." if load else ""
 
 
 def markdown(r: dict) -> str:
@@ -46,9 +54,10 @@ def markdown(r: dict) -> str:
              f"every object of {r['scenes']} test scenes, explained as \"a <name>\" on a {r['grid']}×{r['grid']} map. "
              "Pointing: the map's peak inside the object's box (chance: a peak drawn uniformly over the cells). "
              "Agreement: Spearman correlation of the gradient and occlusion maps over the cells, and same peak cell. "
-             "Words: how often the object's name weighs most in \"a <name> in a picture\". The milliseconds were taken "
-             "on CPUs shared with other jobs (load ~12 on 2 cores): they compare the methods on one model, nothing more; "
-             "speed on the real architectures is in the section above.\n",
+             "Words: how often the object's name weighs most in \"a <name> in a picture\". "
+             f"{_load(r)} The milliseconds compare the methods on one model, nothing more; speed on the real "
+             "architectures is in the section above. The same pointing measure is stored by `evaluate` (200 scenes per "
+             "split) and shown in the Compare tab.\n",
              "| model | objects | pointing, occlusion | pointing, gradient × input | chance | agreement ρ | same peak | "
              "map ms p50 occl. / grad. | name weighs most (chance) |",
              "|---|---|---|---|---|---|---|---|---|"]
