@@ -42,7 +42,7 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
 
 def unfamiliar_upload(services: Services, model: str, img) -> list[str]:
     """A warning when the upload is far from every product the model has indexed (`core.familiarity`): its
-    nearest product scores under the floor calibrated on the val split. Nothing for models without a
+    nearest product scores under the floor calibrated on the val split. Nothing for models without a local,
     calibrated product collection (the supervised classifier, Hub models)."""
     from core.familiarity import floor_of, unfamiliar_notice
     from core.services import AssetError
@@ -51,8 +51,11 @@ def unfamiliar_upload(services: Services, model: str, img) -> list[str]:
     if model not in catalog.search_models():
         return []
     for collection in catalog.collections(model):
+        spec = catalog.index(model, collection)
         if "product" not in collection:
             continue
+        if spec.build or spec.source.startswith("hf-hub:"):  # never download or build an index just to warn
+            return []
         try:
             index = services.index(model, collection)
         except AssetError:  # not built yet, or not reachable: no warning rather than no answer

@@ -170,3 +170,21 @@ def test_visitor_pictures_are_not_our_generator_and_score_like_a_test_split():
     products = build("products", 8)
     assert all(len(objs) == 1 and objs[0]["category"] == cat for objs, cat in zip(products["objects"], products["category"]))
     assert {objs[0]["concept_split"] for objs in products["objects"]} == {"train", "heldout"}
+
+
+def test_categorise_warns_about_uploads_far_from_every_known_product(monkeypatch):
+    from core.services import Services
+    from tabs.categorise import run_categorise
+
+    services = Services(load_catalog())
+    example = str(sorted((ROOT / "assets" / "examples" / "products").glob("test-*.png"))[0])
+    index = services.index("dual-minilm-cnn", "demo products (test split + never-seen products)")
+    record = index.info.extra["familiarity"]["image"]
+    monkeypatch.setitem(record, "floor", 2.0)  # above any cosine: everything is "far"
+    _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
+    assert any("Nothing in the demo products" in n and "picture" in n for n in result.notices)
+    _, result = run_categorise(services, example, "", "cnn-baseline", "descriptive")  # no embeddings: no check
+    assert not any("Nothing in" in n for n in result.notices)
+    monkeypatch.setitem(record, "floor", -2.0)
+    _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
+    assert not any("Nothing in" in n for n in result.notices)
