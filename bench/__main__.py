@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bench import save_result
 from bench import (explanations, first_minute, gradio_overhead, ray_embedding, real_architectures, rehearsal, scale,
                    search_latency, throughput)
 
@@ -82,10 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--render", action="store_true", help="only render BENCHMARKS.md from stored results")
     args = p.parse_args(argv)
     if not args.render:
-        RESULTS.mkdir(parents=True, exist_ok=True)
         for name in args.only or BENCHES:
-            result = BENCHES[name]()
-            (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+            save_result(RESULTS / f"{name}.json", BENCHES[name]())
     Path("BENCHMARKS.md").write_text(render())
     print(Path("BENCHMARKS.md").read_text())
 

@@ -13,12 +13,12 @@ correlation of the two maps over the cells, and how often both peak in the same 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 
+from bench import save_result
 from bench.search_latency import machine
 from evaluation.explanations import explanation_pointing
 
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/explanations.json"))
     args = p.parse_args(argv)
     result = run(args.scenes)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(markdown(result))
 
 

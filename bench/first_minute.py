@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import save_result
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -205,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/first_minute.json"))
     args = p.parse_args(argv)
     result = run(args.root.resolve(), args.label)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

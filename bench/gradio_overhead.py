@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import save_result
+
 APPS = ("tiny", "full")
 
 
@@ -258,8 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         return serve(args.serve, args.port)
     result = run(args.rounds, args.only)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(markdown(result))
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import save_result
 from bench.search_latency import machine
 
 GOAL_OVERHEAD = 0.15
@@ -189,8 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/ray_embedding.json"))
     args = p.parse_args(argv)
     result = run()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(markdown(result))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import save_result
 from bench.search_latency import machine
 
 # Queries of at most 12 CLIP tokens, special tokens included (checked at run time)
@@ -293,8 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/real_architectures.json"))
     args = p.parse_args(argv)
     result = run(args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(markdown(result))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import logging
 import os
 import statistics
@@ -26,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import save_result
 from bench.search_latency import machine as machine_info
 from bench.localhub import LocalHub
 from bench.lookalike import Plan, build
@@ -308,8 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     result = run(args.reduced, args.hub_dir, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     sys.stdout.write(markdown(result))
     failed = [c for c in result["calls"] if not c["ok"]] + [b for b in result["index_builds"] if not b["ok"]]
     sys.exit(1 if failed or result["unexpected_requests"] else 0)

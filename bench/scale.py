@@ -15,13 +15,13 @@ keyword arguments; so it is not a project dependency.)
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from bench import save_result
 from bench.search_latency import machine
 
 GOAL_RECALL, GOAL_SPEEDUP, GOAL_MEMORY = 0.95, 30.0, 0.25
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))
     args = p.parse_args(argv)
     result = run(args.n, args.noise)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(markdown(result))
 
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from demo_world.free_corpus import iter_free_scenes
 
+from bench import save_result
+
 
 def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q))  # ms
@@ -144,8 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/search_latency.json"))
     args = p.parse_args(argv)
     result = run(args.queries)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import save_result
 from bench.search_latency import machine
 
 
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"))
     args = p.parse_args(argv)
     result = run()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 
