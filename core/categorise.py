@@ -31,6 +31,7 @@ class Categorisation:
     heatmap: np.ndarray | None = None  # (g, g) in [0, 1]
     notices: list[str] = field(default_factory=list)
     heatmap_method: str = ""  # "occlusion" or "gradient" (core.explain)
+    image_embedding: np.ndarray | None = None  # (D,) zero-shot models only: reused by the familiarity check
 
     @property
     def top(self) -> str:
@@ -70,9 +71,10 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
                               heatmap_method="occlusion" if heatmap else "")
     labels = labels or catalogue_classes()
     class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
-    p = zero_shot_probs(model.encode_image([image]), class_emb, model.logit_scale)[0]
+    image_emb = model.encode_image([image])  # (1, D)
+    p = zero_shot_probs(image_emb, class_emb, model.logit_scale)[0]
     probs, margin = _ranked(labels, p)
-    result = Categorisation(probs, margin, prompts)
+    result = Categorisation(probs, margin, prompts, image_embedding=image_emb[0])
     if heatmap:
         result.heatmap, result.heatmap_method = explain_heatmap(model, image, class_emb[labels.index(result.top)],
                                                                      method)

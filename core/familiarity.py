@@ -19,8 +19,8 @@ PERCENTILE = 1.0  # share (%) of in-world queries that would be (wrongly) warned
 
 
 def floors(text_emb: np.ndarray | None, image_emb: np.ndarray | None, index, *, split: str) -> dict:
-    """The sidecar record: for each kind of query, the floor, the in-world queries it was measured on and how
-    many of them fall under it. `index` is a `LoadedIndex` or anything with `.search(xq, k)`."""
+    """The sidecar record: for each kind of query, the floor, how many in-world queries it was measured on and
+    their median top-1 score. `index` is a `LoadedIndex` or anything with `.search(xq, k)`."""
     out: dict = {"percentile": PERCENTILE, "calibration_split": split}
     for kind, emb in (("text", text_emb), ("image", image_emb)):
         if emb is None or not len(emb):
@@ -50,3 +50,29 @@ def unfamiliar_notice(best: float | None, floor: float | None, kind: str, collec
         "kind of picture: what it shows are the closest pictures it has, not matches."
     ]
 
+
+def product_upload_notice(services, model: str, image_embedding) -> list[str]:
+    """Categorise's check: a warning when an upload (its embedding, already computed) is far from every product
+    of the model's local, calibrated product collection. Nothing for models without one (the supervised
+    classifier, Hub models): never downloads or builds an index just to warn."""
+    from core.services import AssetError
+
+    catalog = services.catalog
+    if image_embedding is None or model not in catalog.search_models():
+        return []
+    for collection in catalog.collections(model):
+        spec = catalog.index(model, collection)
+        if "product" not in collection:
+            continue
+        if spec.build or spec.source.startswith("hf-hub:"):
+            return []
+        try:
+            index = services.index(model, collection)
+        except AssetError:  # not reachable: no warning rather than no answer
+            return []
+        floor = floor_of(index, "image")
+        if floor is None:
+            return []
+        xq = np.ascontiguousarray(np.asarray(image_embedding, dtype=np.float32)[None])
+        return unfamiliar_notice(float(index.search(xq, 1)[0][0, 0]), floor, "image", f"the {collection}")
+    return []

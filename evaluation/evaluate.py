@@ -21,8 +21,9 @@ retrieval protocol (see `evaluation/retrieval.py`). For a products split (classi
 "balanced_accuracy", "confusion_matrix", and for zero-shot styles "prompts", "mean_similarity_per_class",
 "top_images_per_class"}}. Retrieval adds "scores": the cosine histograms of matching and non-matching pairs
 (`score_distribution`), and where objects have boxes "explanations": the pointing score of the explanation maps on
-the first `EXPLAIN_SCENES` scenes, per method, against chance, with their agreement (`evaluation/explanations.py`). Every file has "cost": {"parameters", "weights_bytes", "latency_ms": {...}, "batch",
-"threads"}. Scores are on a 0-100 scale.
+the first `EXPLAIN_SCENES` scenes, per method, against chance, with their agreement (`evaluation/explanations.py`).
+Every file has "cost": {"parameters", "weights_bytes", "latency_ms": {...}, "batch", "threads"}. Scores are on a
+0-100 scale.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def retrieval_metrics(encoder, dataset, explain_scenes: int = EXPLAIN_SCENES) ->
 
         n = min(explain_scenes, len(data))
         images = pil_images(dataset.select(range(n)), desc="explain")
-        out["explanations"] = explanation_pointing(encoder, [(im.convert("RGB"), objs) for im, objs in zip(images, objects[:n])])
+        out["explanations"] = explanation_pointing(encoder, [(im.convert("RGB"), o) for im, o in zip(images, objects[:n])])
     return out
 
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from core.categorise import DOUBT_MARGIN, categorise
 from core.compare import read_evaluation
 from core.explain import overlay
+from core.familiarity import product_upload_notice
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from core.warmup import WarmStart
@@ -36,36 +37,8 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
     result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)
-    result.notices = notices + result.notices + unfamiliar_upload(services, model, img)
+    result.notices = notices + result.notices + product_upload_notice(services, model, result.image_embedding)
     return img, result
-
-
-def unfamiliar_upload(services: Services, model: str, img) -> list[str]:
-    """A warning when the upload is far from every product the model has indexed (`core.familiarity`): its
-    nearest product scores under the floor calibrated on the val split. Nothing for models without a local,
-    calibrated product collection (the supervised classifier, Hub models)."""
-    from core.familiarity import floor_of, unfamiliar_notice
-    from core.services import AssetError
-
-    catalog = services.catalog
-    if model not in catalog.search_models():
-        return []
-    for collection in catalog.collections(model):
-        spec = catalog.index(model, collection)
-        if "product" not in collection:
-            continue
-        if spec.build or spec.source.startswith("hf-hub:"):  # never download or build an index just to warn
-            return []
-        try:
-            index = services.index(model, collection)
-        except AssetError:  # not built yet, or not reachable: no warning rather than no answer
-            return []
-        floor = floor_of(index, "image")
-        if floor is None:
-            return []
-        best = float(index.search(services.encoder(model).encode_image([img]), 1)[0][0, 0])
-        return unfamiliar_notice(best, floor, "image", f"the {collection}")
-    return []
 
 
 def _explain(result) -> str:
