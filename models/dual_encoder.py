@@ -42,6 +42,7 @@ class DualEncoderConfig:
     text_dim: int = 384  # MiniLM's sentence embedding size
     text_hidden: int = 512
     text_head: str = "mlp"  # "mlp" or "locked" (embed_dim must then equal text_dim)
+    image_tower: str = "cnn"  # "cnn" (small, from scratch) or a pretrained backbone of models.backbone
     revision: str | None = None
 
 
@@ -70,6 +71,78 @@ class ImageTower(nn.Module):
         return self.proj(fmap.mean(dim=(2, 3)))  # (B, C, h, w) -> (B, D)
 
 
+class BackboneTower(nn.Module):
+    """An ImageNet backbone (`models.backbone`): its trunk frozen as pip ships it, its top block groups fine-tuned,
+    and two heads into the text space: a global one (mean and max pooled grid) and a per-cell one, whose cosine with
+    a concept name's embedding says where that concept is (the recognition the training teaches first)."""
+
+    def __init__(self, cfg: DualEncoderConfig, pretrained: bool = True):
+        super().__init__()
+        import timm
+
+        from models.backbone import backbone_spec, imagenet_state_dict
+
+        spec = backbone_spec(cfg.image_tower)
+        self.stages = spec.trunk_stages
+        self.net = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
+        if pretrained:
+            state = {k: v for k, v in imagenet_state_dict(cfg.image_tower).items() if not k.startswith("classifier.")}
+            self.net.load_state_dict(state, strict=False)
+        width = self.net.num_features  # 1280
+        self.global_proj = nn.Linear(2 * width, cfg.embed_dim)
+        self.cell_proj = nn.Conv2d(width, cfg.embed_dim, 1)
+        self.background = nn.Parameter(torch.zeros(cfg.embed_dim))  # the "no concept here" class of a cell
+        self.cell_logit_scale = nn.Parameter(torch.tensor(3.0))  # ln(20)
+        for p in self.trunk_parameters():
+            p.requires_grad_(False)
+
+    def trunk_modules(self) -> list[nn.Module]:
+        return [self.net.conv_stem, self.net.bn1, *self.net.blocks[: self.stages]]
+
+    def trunk_parameters(self):
+        return (p for m in self.trunk_modules() for p in m.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.trunk_modules():  # the frozen trunk keeps ImageNet's batch-norm statistics
+            m.eval()
+        return self
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        from models.backbone import trunk_forward
+
+        return trunk_forward(self.net, x, self.stages)  # (B, 192, H/32, W/32)
+
+    def top(self, t: torch.Tensor) -> torch.Tensor:
+        from models.backbone import top_forward
+
+        return top_forward(self.net, t, self.stages)  # (B, 1280, H/32, W/32)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.trunk(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def head(self, fmap: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))], dim=1)  # (B, 2C)
+        return self.global_proj(pooled)  # (B, D)
+
+    def cells(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.cell_proj(fmap).permute(0, 2, 3, 1)  # (B, C, h, w) -> (B, h, w, D)
+
+    def cell_logits(self, fmap: torch.Tensor, names: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, 1 + K): background first, then the K concepts whose name embeddings are `names` (K, D)."""
+        cells = nn.functional.normalize(self.cells(fmap), dim=-1)
+        classes = nn.functional.normalize(torch.cat([self.background[None], names]), dim=-1)
+        return self.cell_logit_scale.exp() * cells @ classes.T
+
+    def shipped_state_dict(self) -> dict[str, torch.Tensor]:
+        """What training changed: everything but the frozen trunk (which comes from pip)."""
+        trunk = {id(p) for p in self.trunk_parameters()} | {id(b) for m in self.trunk_modules() for b in m.buffers()}
+        return {k: v for k, v in self.state_dict(keep_vars=True).items() if id(v) not in trunk}
+
+
 class TextHead(nn.Module):
     def __init__(self, cfg: DualEncoderConfig):
         super().__init__()
@@ -86,26 +159,36 @@ TEXT_HEADS = ("mlp", "locked")
 class DualEncoderModel(nn.Module):
     """The trained parts; the frozen text tower lives outside the state dict."""
 
-    def __init__(self, cfg: DualEncoderConfig):
+    def __init__(self, cfg: DualEncoderConfig, pretrained: bool = True):
         super().__init__()
         if cfg.text_head not in TEXT_HEADS:
             raise ValueError(f"unknown text_head {cfg.text_head!r}; known: {', '.join(TEXT_HEADS)}")
         if cfg.text_head == "locked" and cfg.embed_dim != cfg.text_dim:
             raise ValueError(f"a locked text tower needs embed_dim == text_dim ({cfg.text_dim}), got {cfg.embed_dim}")
         self.cfg = cfg
-        self.image = ImageTower(cfg)
+        self.image = ImageTower(cfg) if cfg.image_tower == "cnn" else BackboneTower(cfg, pretrained)
         self.text = TextHead(cfg) if cfg.text_head == "mlp" else nn.Identity()
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # ln(1/0.07), as CLIP
 
 
-def preprocess(image: Image.Image, size: int) -> torch.Tensor:
+def preprocess(image: Image.Image, size: int, mean: tuple = MEAN, std: tuple = STD) -> torch.Tensor:
     """Pad to square (the seeds' product-photo trick), resize, normalise: (3, size, size)."""
     image = image.convert("RGB")
     side = max(image.size)
     square = Image.new("RGB", (side, side), (255, 255, 255))
     square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     x = torch.from_numpy(__import__("numpy").asarray(square.resize((size, size), Image.BICUBIC), dtype="float32") / 255)
-    return ((x - torch.tensor(MEAN)) / torch.tensor(STD)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    return ((x - torch.tensor(mean)) / torch.tensor(std)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def input_scaling(cfg: DualEncoderConfig) -> tuple[tuple, tuple]:
+    """(mean, std) of the image tower's input: CLIP's for the small CNN, the backbone's own for a pretrained one."""
+    if cfg.image_tower == "cnn":
+        return MEAN, STD
+    from models.backbone import backbone_spec
+
+    spec = backbone_spec(cfg.image_tower)
+    return spec.mean, spec.std
 
 
 def text_tower_folder(source: str) -> Path:
@@ -147,7 +230,8 @@ class DualEncoder(Encoder):
         return self.model.text(self.sentence_embeddings(texts))  # (B, D)
 
     def pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        return torch.stack([preprocess(im, self.model.cfg.image_size) for im in images])  # (B, 3, H, W)
+        mean, std = input_scaling(self.model.cfg)
+        return torch.stack([preprocess(im, self.model.cfg.image_size, mean, std) for im in images])  # (B, 3, H, W)
 
     def image_tower(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.image(pixels)  # (B, D)
@@ -168,8 +252,13 @@ def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = N
 
     from core.atomic import replace_folder
 
+    if isinstance(model.image, BackboneTower):  # only what training changed, in fp16 (the trunk comes from pip)
+        state = {f"image.{k}": v.detach().half() for k, v in model.image.shipped_state_dict().items()}
+        state |= {k: v for k, v in model.state_dict().items() if not k.startswith("image.")}
+    else:
+        state = model.state_dict()
     with replace_folder(out) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps({**asdict(model.cfg), **(extra or {})}, indent=2) + "\n")
     return out
 
@@ -180,5 +269,19 @@ def load_dual_encoder(folder: Path, name: str) -> DualEncoder:
 
     cfg = read_config(folder, name, DualEncoderConfig, ("config.json", "model.safetensors"), "pipelines.train_dual_encoder")
     model = DualEncoderModel(cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    load_weights(model, load_file(str(folder / "model.safetensors")))
     return DualEncoder(model, load_sentence_encoder(cfg.text_tower), name)
+
+
+def load_weights(model: DualEncoderModel, state: dict[str, torch.Tensor]) -> None:
+    """Load saved weights; a backbone tower's file holds everything but its frozen trunk, which must be all that is
+    missing (the trunk was loaded from pip, hash-checked, when the model was built)."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    if not isinstance(model.image, BackboneTower):
+        model.load_state_dict(state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    shipped = {f"image.{k}" for k in model.image.shipped_state_dict()}
+    wrong = [k for k in missing if k in shipped] + list(unexpected)
+    if wrong:
+        raise RuntimeError(f"model.safetensors does not fit the model: {wrong[:5]}")

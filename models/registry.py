@@ -74,4 +74,6 @@ def create_model(family: str, folder: Path, name: str, **options: Any) -> Any:
 
 def _import_families() -> None:
     # Imported here, not at module import, so `import models` stays cheap.
-    from models import blip_captioner, captioner, cnn_classifier, dual_encoder, hf_clip, open_clip_encoder  # noqa: F401
+    from models import (  # noqa: F401
+        blip_captioner, captioner, cnn_classifier, dual_encoder, grounded_captioner, hf_clip, open_clip_encoder,
+    )
