@@ -31,6 +31,7 @@ class ModelSpec:
     tasks: tuple[str, ...] = ("search",)
     warm: bool = False  # loaded by the warm start (core.warmup) beside each tab's default model
     text_int8: bool = False  # open_clip: int8 MLPs in the text tower (models.open_clip_encoder.quantize_text_mlps)
+    picker: bool = True  # offered in the tabs' model pickers; false: API (by name) and Compare rows only
 
     def options(self) -> dict:
         """The loader's switches that differ from their defaults."""
@@ -81,6 +82,12 @@ class Catalog:
         """Models whose catalog entry lists `task` (search, categorise, caption)."""
         return [m for m, spec in self.models.items() if task in spec.tasks]
 
+    def picker_models(self, task: str) -> list[str]:
+        """What a tab's model picker offers for `task`: the task's models (for search, those with an index) less
+        the ones marked `picker = false`, which still answer API calls that name them and keep their Compare rows."""
+        names = self.search_models() if task == "search" else self.models_for(task)
+        return [m for m in names if self.models[m].picker]
+
     def collections(self, model: str | None = None) -> list[str]:
         seen = dict.fromkeys(i.collection for i in self.indexes if model is None or i.model == model)
         return list(seen)
@@ -122,6 +129,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
             models[name] = ModelSpec(
                 name, m["family"], _source(m["source"], base), m.get("description", ""),
                 tuple(m.get("tasks", ["search"])), bool(m.get("warm", False)), bool(m.get("text_int8", False)),
+                bool(m.get("picker", True)),
             )
         except KeyError as e:
             raise CatalogError(f"{path}: model {name!r} lacks {e.args[0]!r}") from None

@@ -32,6 +32,8 @@ class Categorisation:
     notices: list[str] = field(default_factory=list)
     heatmap_method: str = ""  # "occlusion" or "gradient" (core.explain)
     image_embedding: np.ndarray | None = None  # (D,) zero-shot models only: reused by the familiarity check
+    far_from_known: bool = False  # the photo is far from every product the model has indexed (core.familiarity)
+    photo_reading: str = ""  # set when the upload was answered as a photograph, across domains (ImageNet's classes)
 
     @property
     def top(self) -> str:
@@ -79,3 +81,21 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
         result.heatmap, result.heatmap_method = explain_heatmap(model, image, class_emb[labels.index(result.top)],
                                                                      method)
     return result
+
+
+def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, style: str) -> Categorisation | None:
+    """A photograph far from every product of the world, categorised across domains: the ImageNet network's reading
+    of it as a point of the text space (`photo_reading`, ConSE) against the same class embeddings. None when the
+    model has no such reading or ImageNet is not sure (`core.familiarity.PHOTO_FLOOR`)."""
+    from core.familiarity import PHOTO_FLOOR
+
+    reading = model.photo_reading(image) if hasattr(model, "photo_reading") else None
+    if reading is None or reading.confidence < PHOTO_FLOOR:
+        return None
+    labels = labels or catalogue_classes()
+    class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    probs, margin = _ranked(labels, zero_shot_probs(reading.embedding[None], class_emb, model.logit_scale)[0])
+    notice = (f"This looks like a photograph, not a product picture of this world: the ImageNet network it started "
+              f"from sees {reading.describe()}, and the categories are those words' closest (an answer across "
+              "domains).")
+    return Categorisation(probs, margin, prompts, notices=[notice], photo_reading=reading.describe())

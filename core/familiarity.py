@@ -16,6 +16,19 @@ from __future__ import annotations
 import numpy as np
 
 PERCENTILE = 1.0  # share (%) of in-world queries that would be (wrongly) warned about
+# An upload far from the collection is answered as a photograph (core.search.search_as_photo) only when the ImageNet
+# network gives its top class at least this probability: noise, blank pictures, textures and microscopy stay under
+# it (measured on scikit-image's samples: README, "Real photographs").
+PHOTO_FLOOR = 0.5
+BLANK_STD = 3.0  # pixel standard deviation (0-255) under which a picture shows nothing at all
+BLANK_NOTICE = ("Your picture is blank (one flat colour): there is nothing in it to search for. What is shown are "
+                "the closest pictures, not matches.")
+
+
+def is_blank(image) -> bool:
+    """Whether a picture is one flat colour (every world picture shows at least one object)."""
+    pixels = np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32)
+    return float(pixels.reshape(-1, 3).std(axis=0).max()) < BLANK_STD
 
 
 def floors(text_emb: np.ndarray | None, image_emb: np.ndarray | None, index, *, split: str) -> dict:

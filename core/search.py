@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.familiarity import floor_of, unfamiliar_notice
+from core.familiarity import BLANK_NOTICE, PHOTO_FLOOR, floor_of, is_blank, unfamiliar_notice
 from core.inputs import clean_text
 from core.services import BoundedCache
 
@@ -29,6 +29,8 @@ class SearchResult:
     hits: list[Hit]
     notices: list[str] = field(default_factory=list)
     searched: int = 0  # how many images the index holds
+    far_from_known: bool = False  # the best score is under the collection's calibrated floor (core.familiarity)
+    photo_reading: str = ""  # set when an upload was answered as a photograph, across domains (ImageNet's classes)
 
 
 def truncation_notice(encoder, text: str) -> list[str]:
@@ -71,13 +73,37 @@ def search_text(encoder, index, text: str, k: int) -> SearchResult:
     xq = query_embedding(encoder, text)  # (1, D)
     D, I = index.search(xq, k)
     hits = _hits(index, D[0], I[0])
-    notices += unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "text"), "text")
-    return SearchResult(hits, notices, index.index.ntotal)
+    far = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "text"), "text")
+    return SearchResult(hits, notices + far, index.index.ntotal, bool(far))
 
 
 def search_image(encoder, index, image, k: int) -> SearchResult:
     xq = encoder.encode_image([image])  # (1, D)
     D, I = index.search(xq, k)
     hits = _hits(index, D[0], I[0])
-    notices = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "image"), "image")
-    return SearchResult(hits, notices, index.index.ntotal)
+    if is_blank(image):
+        return SearchResult(hits, [BLANK_NOTICE], index.index.ntotal, True)
+    far = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "image"), "image")
+    if far:
+        across = search_as_photo(encoder, index, image, k)
+        if across is not None:
+            return across
+    return SearchResult(hits, far, index.index.ntotal, bool(far))
+
+
+def search_as_photo(encoder, index, image, k: int) -> SearchResult | None:
+    """An upload unlike every picture of the collection may be a photograph of something the world knows: the
+    ImageNet network's reading of it, as a point of the text space (`photo_reading`, ConSE), searched like a
+    description. Used only when ImageNet is sure (`PHOTO_FLOOR`) and that point is itself as close to the
+    collection as genuine descriptions are (the text floor); otherwise None and the upload stays unfamiliar."""
+    reading = encoder.photo_reading(image) if hasattr(encoder, "photo_reading") else None
+    if reading is None or reading.confidence < PHOTO_FLOOR:
+        return None
+    D, I = index.search(reading.embedding[None], k)
+    floor = floor_of(index, "text")
+    if floor is None or float(D[0, 0]) < floor:
+        return None
+    notice = (f"This looks like a photograph, not a picture of this world: the ImageNet network it started from "
+              f"sees {reading.describe()}. These are the pictures closest to those words (an answer across "
+              "domains), not matches of your picture itself.")
+    return SearchResult(_hits(index, D[0], I[0]), [notice], index.index.ntotal, False, reading.describe())

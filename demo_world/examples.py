@@ -1,7 +1,13 @@
-"""Write the example pictures the tabs offer, from the open-vocabulary world's test and held-out splits (so no
-example was ever trained on), at the size a visitor uploads.
+"""The examples the tabs offer, chosen by rules written here (never picked by hand after looking at answers), from
+the open-vocabulary world's test and held-out splits (so no example was ever trained on).
 
     python -m demo_world.examples --out assets/examples
+
+Search's example queries (`example_queries`, computed, nothing to write): in split order, the first test scene with
+one object on a plain background ("an olive on a green background"), the first with two objects ("a pizza and a
+flamingo"), the first test product ("a kitchen knife on white"), then the first three held-out scenes with exactly
+one object, by the held-out concept's name alone, labelled as never seen in training. The first query is the
+worked answer Search shows on arrival; a test checks that every seen one is answered right.
 
 scenes/: the first test scenes with one to four objects, and two held-out scenes (each shows one concept no
 model was trained on). products/: the first test product of each of the seven categories, and three held-out
@@ -14,6 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
+from demo_world.concepts import with_article
 from demo_world.corpus import DEFAULT_SEED
 from demo_world.free_corpus import iter_free_products, iter_free_scenes
 from demo_world.free_scenes import FreeScene, render_free
@@ -67,6 +74,25 @@ def example_products(seed: int = DEFAULT_SEED) -> list[FreeScene]:
         if scene.category in HELDOUT_PRODUCTS:
             held.setdefault(scene.category, scene)
     return [first[c] for c in CATEGORIES] + [held[c] for c in HELDOUT_PRODUCTS]
+
+
+def example_queries(seed: int = DEFAULT_SEED) -> list[tuple[str, str, tuple[str, ...]]]:
+    """[(query, label, concepts the answer must show)] for the Search tab, by the rule in the module docstring."""
+    scenes = [s for s, _ in iter_free_scenes("test", 200, seed)]
+    one = next(s for s in scenes if len(s.items) == 1 and s.background.style == "plain")
+    two = next(s for s in scenes if len(s.items) == 2)
+    product = next(iter(iter_free_products("test", 70, seed)))[0]
+    out = [
+        (f"{with_article(one.items[0].concept.name)} on {one.background.phrase()}", (one.items[0].concept.name,)),
+        (" and ".join(with_article(i.concept.name) for i in two.items), tuple(i.concept.name for i in two.items)),
+        (f"{with_article(product.items[0].concept.name)} on white", (product.items[0].concept.name,)),
+    ]
+    queries = [(q, q, names) for q, names in out]
+    for scene, _ in iter_free_scenes("heldout", 200, seed):
+        if len(scene.items) == 1 and len(queries) < len(out) + 3:
+            name = scene.items[0].concept.name
+            queries.append((with_article(name), f"{with_article(name)} ({UNSEEN})", (name,)))
+    return queries
 
 
 def read_labels(folder: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from demo_world.icons import CATEGORIES, Icon, load_icons, render_icon
+from demo_world.icons import Icon, load_icons, render_icon
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "red": (215, 48, 39),

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -177,7 +179,7 @@ def preprocess(image: Image.Image, size: int, mean: tuple = MEAN, std: tuple = S
     side = max(image.size)
     square = Image.new("RGB", (side, side), (255, 255, 255))
     square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-    x = torch.from_numpy(__import__("numpy").asarray(square.resize((size, size), Image.BICUBIC), dtype="float32") / 255)
+    x = torch.from_numpy(np.asarray(square.resize((size, size), Image.BICUBIC), dtype="float32") / 255)
     return ((x - torch.tensor(mean)) / torch.tensor(std)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
@@ -211,9 +213,29 @@ def load_sentence_encoder(source: str):
     return SentenceTransformer(str(text_tower_folder(source)), device="cpu", trust_remote_code=False)
 
 
+@dataclass(frozen=True)
+class PhotoReading:
+    """What the ImageNet network (as pip ships it) sees in a picture, put into the text space ConSE-style."""
+
+    classes: tuple[tuple[str, float], ...]  # its top ImageNet classes and their probabilities
+    embedding: np.ndarray  # (D,) normalised: the probability-weighted MiniLM embeddings of those class names
+
+    @property
+    def confidence(self) -> float:
+        return self.classes[0][1]
+
+    def describe(self, n: int = 3) -> str:
+        return ", ".join(f"{name} {p:.0%}" for name, p in self.classes[:n])
+
+
+CONSE_TOP = 5  # ImageNet classes averaged into a photo's text-space point (Norouzi et al. 2014 use T = 10)
+
+
 class DualEncoder(Encoder):
     def __init__(self, model: DualEncoderModel, sentence_encoder, name: str):
         self.model = model.eval()
+        self._imagenet = None  # (network, class-name embeddings), loaded on the first photo
+        self._imagenet_lock = threading.Lock()
         self.sentence_encoder = sentence_encoder
         self.name = name
         self.revision = model.cfg.revision
@@ -245,6 +267,26 @@ class DualEncoder(Encoder):
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
+
+    def photo_reading(self, image: Image.Image) -> PhotoReading | None:
+        """ConSE (Norouzi et al. 2014): the untouched ImageNet network's top classes for `image`, and the mean of
+        their names' sentence embeddings weighted by probability, a point of the same text space the image tower
+        was trained into. It answers a photograph across domains; None for a tower without an ImageNet backbone."""
+        if self.model.cfg.image_tower == "cnn":
+            return None
+        from models.backbone import imagenet_classes, load_backbone
+
+        with self._imagenet_lock:  # two first photos at once must not load it twice
+            if self._imagenet is None:
+                names = [f"a photo of {n}" for n in imagenet_classes()]
+                self._imagenet = (load_backbone(self.model.cfg.image_tower), self.sentence_embeddings(names))
+        net, class_emb = self._imagenet
+        with torch.inference_mode():
+            probs = net(self.pixels([image])).softmax(-1)[0]  # (1000,)
+            p, idx = probs.topk(CONSE_TOP)
+            point = torch.nn.functional.normalize((p[:, None] * class_emb[idx]).sum(0), dim=0)
+        classes = imagenet_classes()
+        return PhotoReading(tuple((classes[int(i)], float(q)) for q, i in zip(p, idx)), point.numpy().astype(np.float32))
 
 
 def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = None) -> Path:

@@ -33,7 +33,7 @@ from PIL import Image
 
 from models.base import read_config
 from models.captioner import Captioner, CaptionResult, detokenize, tokenize
-from models.dual_encoder import BackboneTower, DualEncoderConfig, input_scaling, load_weights, preprocess
+from models.dual_encoder import BackboneTower, DualEncoderConfig, input_scaling, preprocess
 from models.registry import register_family
 
 log = logging.getLogger(__name__)

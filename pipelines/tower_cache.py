@@ -6,7 +6,7 @@ The bundled image towers share one frozen trunk (EfficientNet-Lite0's stem and f
 weights from pip) and train only what sits on top of it. So each training picture goes through the trunk once:
 the world's seeded train stream (scenes, then products; val for model selection) is composed from pre-rendered
 glyphs (`demo_world.glyphs`, train pictures augmented), and what is stored per picture is the trunk's output
-(fp16, C x H/16 x W/16), its grid of concept labels (which concept is drawn in front at each cell centre of the
+(fp16, C x H/32 x W/32), its grid of concept labels (which concept is drawn in front at each cell centre of the
 top's H/32 grid), its concepts and the texts it may be trained on. Files are written in chunks, each one renamed
 into place when complete, so an interrupted run resumes from the last complete chunk.
 """
@@ -65,6 +65,20 @@ def cell_labels(scene: FreeScene, grid: int, index: dict[str, int]) -> np.ndarra
     return out
 
 
+LOW_RES = (96, 112, 128, 144)  # the corpus and the app's collections hold 128 px pictures; visitors upload any size
+
+
+def picture(atlas: GlyphAtlas, scene: FreeScene, px: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
+    """(px, px, 3) uint8; augmented training pictures are drawn at a lower resolution half of the time and
+    resized up, as the model sees the 128 px pictures of the collections."""
+    if not augment or rng.random() < 0.5:
+        return atlas.compose(scene, px, rng, augment=augment)
+    from PIL import Image
+
+    low = atlas.compose(scene, int(rng.choice(LOW_RES)), rng, augment=True)
+    return np.asarray(Image.fromarray(low).resize((px, px), Image.BICUBIC))
+
+
 def _stream(split: str, n_scenes: int, n_products: int, seed: int):
     """(scene, texts, kind) for the split: scenes first, then products."""
     rng = np.random.default_rng([seed, 7])
@@ -95,7 +109,7 @@ def build(cfg: CacheConfig) -> Path:
             t0, chunk = time.time(), items[start : start + CHUNK]
             feats = []
             for b in range(0, len(chunk), cfg.batch_size):
-                pics = np.stack([atlas.compose(s, cfg.image_size, rng, augment=split == "train")
+                pics = np.stack([picture(atlas, s, cfg.image_size, rng, augment=split == "train")
                                  for s, _, _ in chunk[b : b + cfg.batch_size]])
                 x = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(255)  # (B, 3, H, W)
                 x = normalise(x, cfg.backbone).contiguous(memory_format=torch.channels_last)

@@ -19,8 +19,8 @@ DEFAULT_BEAM = 3
 
 
 def run_caption(services: Services, image, model: str | None, beam_size):
-    models = services.catalog.models_for("caption")
-    model = parse_choice(model or (models[0] if models else None), models, "model")
+    models, offered = services.catalog.models_for("caption"), services.catalog.picker_models("caption")
+    model = parse_choice(model or (offered[0] if offered else None), models, "model")
     if image is None:
         raise InputError("Upload a photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
@@ -41,7 +41,7 @@ def _metrics_table(services: Services) -> list[list]:
 
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example photo, captioned once) is shown on arrival."""
-    models = services.catalog.models_for("caption")
+    models = services.catalog.picker_models("caption")
     examples, example_labels = example_files(EXAMPLES_DIR)
     with gr.Tab("Caption", id="caption", elem_id="caption-tab"):
         gr.Markdown(

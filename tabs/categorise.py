@@ -9,7 +9,7 @@ import numpy as np
 from gradio import FileData
 from matplotlib.figure import Figure
 
-from core.categorise import DOUBT_MARGIN, categorise
+from core.categorise import DOUBT_MARGIN, categorise, categorise_as_photo
 from core.compare import read_evaluation
 from core.explain import overlay
 from core.familiarity import product_upload_notice
@@ -27,7 +27,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / 
 
 def run_categorise(services: Services, image, labels: str | None, model: str | None, style: str | None):
     models = services.catalog.models_for("categorise")
-    model = parse_choice(model or _default_model(services, models), models, "model")
+    model = parse_choice(model or _default_model(services, services.catalog.picker_models("categorise")), models, "model")
     style = parse_choice(style or "descriptive", ["descriptive", "bare", "custom"], "prompt style")
     custom = None
     notices: list[str] = []
@@ -37,7 +37,13 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
     result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)
-    result.notices = notices + result.notices + product_upload_notice(services, model, result.image_embedding)
+    far = product_upload_notice(services, model, result.image_embedding)
+    across = categorise_as_photo(services.encoder(model), img, custom, style) if far else None
+    if across is not None:
+        across.heatmap, across.heatmap_method = result.heatmap, result.heatmap_method
+        result, far = across, []
+    result.notices = notices + result.notices + far
+    result.far_from_known = bool(far)
     return img, result
 
 
@@ -131,7 +137,7 @@ def _default_model(services: Services, models: list[str]) -> str | None:
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example product, categorised once) is shown on arrival."""
     catalog = services.catalog
-    models = catalog.models_for("categorise")
+    models = catalog.picker_models("categorise")
     default = _default_model(services, models)
     examples, example_labels = example_files(EXAMPLES_DIR)
     with gr.Tab("Categorise", id="categorise", elem_id="categorise-tab"):
@@ -192,13 +198,16 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                            style: str = "descriptive") -> dict:
             """Categorise a product photo. labels: comma-separated custom labels (empty: the catalogue's seven
             categories); style: "descriptive" or "bare" prompts for the catalogue categories. Returns
-            {probabilities: {label: p}, top, margin, doubtful}."""
+            {probabilities: {label: p}, top, margin, doubtful, far_from_known, photo_reading}; far_from_known is
+            true when the photo is far from every product the model knows (the answer is then a guess);
+            photo_reading is non-empty when a photograph was answered across domains (see README)."""
             style = "custom" if labels and labels.strip() else style
             _, result = visitor_errors(run_categorise)(services, image, labels, model, style)
             for notice in result.notices:  # e.g. labels dropped, or a photo far from every known product
                 gr.Warning(notice)
             return {"probabilities": result.probs, "top": result.top, "margin": round(result.margin, 6),
-                    "doubtful": result.doubtful}
+                    "doubtful": result.doubtful, "far_from_known": result.far_from_known,
+                    "photo_reading": result.photo_reading}
 
         gr.api(categorise_api, api_name="categorise", concurrency_limit=2)
     return arrival

@@ -128,7 +128,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its plots are drawn once per process (by the warm start) and shown on arrival."""
     evaluations = load_evaluations(services.catalog)
     headers, rows = wide_table(evaluations)
-    search_models = services.catalog.search_models()
+    search_models = services.catalog.picker_models("search")
     shared = _shared_collections(services, search_models[:2])
     with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
         gr.Markdown(

@@ -14,18 +14,12 @@ from core.inputs import InputError, clean_text, load_image, parse_choice, parse_
 from core.search import SearchResult, search_image, search_text
 from core.services import Services
 from core.warmup import WarmStart
+from demo_world.examples import example_queries
 from tabs.common import Arrival, notices_markdown, upload_dirs, visitor_errors, worked_answer
 
-# (query, label): held-out concepts are in the collections but in no model's training data.
-EXAMPLES = [
-    ("a dog on a blue background", "a dog on a blue background"),
-    ("a small cat at the top left", "a small cat at the top left"),
-    ("a pizza and a flamingo", "a pizza and a flamingo"),
-    ("a laptop isolated on white", "a laptop isolated on white"),
-    ("a tiger", "a tiger (never seen in training)"),
-    ("an octopus on a dark background", "an octopus on a dark background (never seen in training)"),
-    ("a pair of sunglasses", "a pair of sunglasses (never seen in training)"),
-]
+# (query, label): chosen by the rule in demo_world.examples; held-out concepts are in the collections but in no
+# model's training data.
+EXAMPLES = [(q, label) for q, label, _ in example_queries()]
 EXAMPLE_QUERIES = [q for q, _ in EXAMPLES]
 MAX_K = 50
 DEFAULT_K = 12
@@ -34,7 +28,7 @@ DEFAULT_K = 12
 def run_search(services: Services, query: str | None, image, k, model: str | None, collection: str | None) -> SearchResult:
     """Validate everything, then search by text or by image (exactly one of them)."""
     catalog = services.catalog
-    model = parse_choice(model or catalog.search_models()[0], catalog.search_models(), "model")
+    model = parse_choice(model or catalog.picker_models("search")[0], catalog.search_models(), "model")
     collections = catalog.collections(model)
     collection = parse_choice(collection or collections[0], collections, "collection")
     k = parse_k(k, lo=1, hi=MAX_K)
@@ -105,7 +99,7 @@ def build_status(services: Services) -> dict:
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example query, searched once) is shown on arrival."""
     catalog = services.catalog
-    models = catalog.search_models()
+    models = catalog.picker_models("search")
     with gr.Tab("Search", id="search", elem_id="search-tab"):
         gr.Markdown(
             "Describe a picture and get the closest images from the index, ranked by cosine similarity "
@@ -175,15 +169,19 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
         ) -> list[dict]:
             """Search the index by text (query) or by image (image); returns [{id, score, caption, image,
-            never_seen_in_training}], best first, where image is a PNG data URI and never_seen_in_training lists
-            the picture's concepts no bundled model was trained on. Empty model/collection pick the defaults. A
-            query far from anything the model knows comes with a warning (see README)."""
+            never_seen_in_training, far_from_known, photo_reading}], best first, where image is a PNG data URI and
+            never_seen_in_training lists the picture's concepts no bundled model was trained on. Empty
+            model/collection pick the defaults. far_from_known is true (on every hit) when the query is far from
+            anything the model knows: the hits are then the closest pictures, not matches; photo_reading is
+            non-empty when an uploaded photograph was answered across domains by what ImageNet sees in it
+            (see README)."""
             result = visitor_errors(run_search)(services, query, image, k, model, collection)
             for notice in result.notices:  # e.g. truncation; shown as a toast, logged by clients
                 gr.Warning(notice)
             return [
                 {"id": h.id, "score": round(h.score, 6), "caption": h.caption, "image": _data_uri(h.image_png),
-                 "never_seen_in_training": list(h.unseen)}
+                 "never_seen_in_training": list(h.unseen), "far_from_known": result.far_from_known,
+                 "photo_reading": result.photo_reading}
                 for h in result.hits
             ]
 

@@ -40,16 +40,35 @@ def test_train_clip_build_index_and_evaluate(tmp_path, corpus):
     assert result["n_images"] == 20 and result["n_captions"] == 100 and "t2i_R@1" in result["metrics"]
 
 
+@pytest.fixture(scope="module")
+def tower_cache(tmp_path_factory):
+    """The frozen trunk's features of a few seeded train and val pictures (scenes and products)."""
+    from pipelines.tower_cache import main
+
+    out = tmp_path_factory.mktemp("cache") / "lite0"
+    main(["--out", str(out), "--scenes", "40", "--products", "28", "--val-scenes", "12", "--val-products", "14",
+          "--threads", "1"])
+    return out
+
+
+def test_tower_cache_layout(tower_cache):
+    from pipelines.tower_cache import load_split
+
+    feats, cells, meta = load_split(tower_cache, "train")
+    assert feats.shape == (68, 192, 6, 6) and feats.dtype == np.float16  # 192 px through blocks[:6]: stride 32
+    assert cells.shape == (68, 6, 6) and [m["kind"] for m in meta].count("product") == 28
+    assert all((cells[i] >= 0).any() for i in range(68))  # every picture's objects claim at least one cell
+    assert json.loads((tower_cache / "cache.json").read_text())["grid"] == 6
+
+
 @pytest.mark.slow
-def test_train_cnn_baseline_and_evaluate(tmp_path, corpus, monkeypatch):
-    import demo_world.corpus as grid
+def test_train_cnn_baseline_and_evaluate(tmp_path, corpus, tower_cache):
     import pipelines.train_cnn_baseline as cnn
     from evaluation.evaluate import evaluate
 
-    monkeypatch.setitem(grid.PRODUCT_SPLITS, "train", 70)
-    monkeypatch.setitem(grid.PRODUCT_SPLITS, "val", 14)
     out = tmp_path / "cnn"
-    cnn.main(["--out", str(out), "--steps", "4", "--batch-size", "16", "--eval-every", "2"])
+    cnn.main(["--out", str(out), "--cache", str(tower_cache), "--steps", "4", "--batch-size", "16", "--eval-every", "2",
+              "--threads", "1"])
     clf = create_model("cnn_classifier", out, "cnn")
     assert len(clf.classes) == 7
     catalog = tmp_path / "catalog.toml"
@@ -111,19 +130,45 @@ def test_collection_of_two_splits_with_familiarity_floors_and_paraphrases(tmp_pa
 
 
 @pytest.mark.slow
-def test_train_dual_encoder(tmp_path):
-    from pipelines.train_dual_encoder import main
+def test_train_dual_encoder_resumes_and_builds_a_grounded_captioner(tmp_path, tower_cache, corpus, monkeypatch):
+    import pipelines.train_dual_encoder as dual
+    from evaluation.evaluate import evaluate
+    from pipelines.grounded_captioner import main as build_captioner
 
-    out = tmp_path / "dual"
-    main(["--out", str(out), "--steps", "2", "--train-scenes", "64", "--train-products", "14", "--val-scenes", "16",
-          "--batch-size", "16", "--eval-every", "2"])
-    enc = create_model("dual_encoder", out, "dual")
-    # the default locks the text tower: text embeddings are MiniLM's own sentence embeddings
+    args = ["--out", str(tmp_path / "dual"), "--cache", str(tower_cache), "--checkpoint", str(tmp_path / "ck.pt"),
+            "--steps", "2", "--batch-size", "16", "--eval-every", "1", "--threads", "1"]
+    real, calls = dual._val_scores, []
+
+    def interrupted(*a, **k):  # the run dies right after its first checkpoint
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(dual, "_val_scores", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dual.main(args)
+    monkeypatch.setattr(dual, "_val_scores", real)
+    dual.main(args)  # resumes at step 1
+    history = json.loads((tmp_path / "dual" / "config.json").read_text())["training"]["history"]
+    assert [h["step"] for h in history] == [1, 2]
+    with pytest.raises(SystemExit, match="another configuration"):
+        dual.main(args[:-6] + ["--steps", "3", "--batch-size", "16", "--eval-every", "1", "--threads", "1"])
+
+    enc = create_model("dual_encoder", tmp_path / "dual", "dual")
+    # the text tower is locked: text embeddings are MiniLM's own sentence embeddings
     assert enc.encode_text(["computers"]).shape == (1, 384) and enc.context_length == 256
     assert np.allclose(enc.encode_text(["computers"])[0], enc.sentence_embeddings(["computers"]).numpy()[0], atol=1e-5)
-    main(["--out", str(tmp_path / "mlp"), "--text-head", "mlp", "--steps", "1", "--train-scenes", "32",
-          "--train-products", "7", "--val-scenes", "8", "--batch-size", "8", "--eval-every", "1"])
-    assert create_model("dual_encoder", tmp_path / "mlp", "mlp").encode_text(["computers"]).shape == (1, 128)
+    assert enc.encode_image([Image.new("RGB", (300, 200), "red")]).shape == (1, 384)
+    shipped = (tmp_path / "dual" / "model.safetensors").stat().st_size
+    assert shipped < 10e6  # the ImageNet trunk is not in the file: it comes from pip
+
+    build_captioner(["--dual", str(tmp_path / "dual"), "--cache", str(tower_cache), "--out", str(tmp_path / "cap"),
+                     "--threads", "1"])
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(f'[models.cap]\nfamily = "grounded_captioner"\nsource = "{tmp_path / "cap"}"\ntasks = ["caption"]\n')
+    result = evaluate(Services(load_catalog(catalog)), "cap", str(corpus), "scenes", "test", limit=3)
+    assert {"BLEU-4", "objects_named", "CHAIR_i", "position_accuracy"} <= set(result["captioning"]["beam 3"])
 
 
 @pytest.mark.slow
