@@ -8,6 +8,7 @@
     python -m bench --only real_architectures  # the real models' compute with random weights, before / after
     python -m bench --only explanations # explanation maps on the demo world: pointing, agreement
     python -m bench --only gradio_overhead  # where a /search call's time goes: gradio_client, sessions, the app
+    python -m bench --only demo_models  # the bundled models at a visitor's pace: upload, query, caption
 
 Benchmarks are not tests: CI runs a small smoke version only (tests/test_bench.py).
 """
@@ -18,14 +19,14 @@ import json
 from pathlib import Path
 
 from bench import save_result
-from bench import (explanations, first_minute, gradio_overhead, ray_embedding, real_architectures, rehearsal, scale,
-                   search_latency, throughput)
+from bench import (demo_models, explanations, first_minute, gradio_overhead, ray_embedding, real_architectures,
+                   rehearsal, scale, search_latency, throughput)
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
            "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run,
            "real_architectures": real_architectures.run, "explanations": explanations.run,
-           "gradio_overhead": gradio_overhead.run}
+           "gradio_overhead": gradio_overhead.run, "demo_models": demo_models.run}
 
 
 def _met(ok: bool) -> str:
@@ -54,7 +55,8 @@ def throughput_markdown(r: dict) -> str:
 def render() -> str:
     parts = []
     machine = None
-    for name, fmt in (("search_latency", search_latency.markdown), ("gradio_overhead", gradio_overhead.markdown),
+    for name, fmt in (("demo_models", demo_models.markdown),
+                      ("search_latency", search_latency.markdown), ("gradio_overhead", gradio_overhead.markdown),
                       ("throughput", throughput_markdown),
                       ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown),
                       ("rehearsal", rehearsal.markdown), ("real_architectures", real_architectures.markdown),

@@ -99,3 +99,22 @@ def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, sty
               f"from sees {reading.describe()}, and the categories are those words' closest (an answer across "
               "domains).")
     return Categorisation(probs, margin, prompts, notices=[notice], photo_reading=reading.describe())
+
+
+def categorise_upload(services, model: str, image: Image.Image, labels: list[str] | None, style: str,
+                      heatmap: bool = True) -> Categorisation:
+    """What Categorise answers a visitor's upload: `categorise`, then the familiarity check against the model's
+    product collection (`core.familiarity.product_upload_notice`); an upload far from every product is answered
+    across domains when it is a photograph ImageNet is sure of (`categorise_as_photo`), else flagged."""
+    from core.familiarity import product_upload_notice
+
+    encoder = services.encoder(model)
+    result = categorise(encoder, image, labels, style, heatmap=heatmap)
+    far = product_upload_notice(services, model, result.image_embedding)
+    across = categorise_as_photo(encoder, image, labels, style) if far else None
+    if across is not None:
+        across.heatmap, across.heatmap_method = result.heatmap, result.heatmap_method
+        return across
+    result.notices += far
+    result.far_from_known = bool(far)
+    return result

@@ -45,15 +45,19 @@ def build(services: Services, warm: WarmStart) -> Arrival:
     examples, example_labels = example_files(EXAMPLES_DIR)
     with gr.Tab("Caption", id="caption", elem_id="caption-tab"):
         gr.Markdown(
-            "Upload a photo: the model writes a caption word by word, and for each word it *attends* to part of "
-            "the image. Click a word in the legend to see where the model looked while writing it."
+            "Upload a photo: the model writes a caption word by word, and for each word shows where in the image "
+            "it looked. Click a word in the legend to see its map. The bundled **demo-captioner** is *grounded*: it "
+            "names only the concepts its image tower recognises, each with the cells where it saw it (so it invents "
+            "no object; beam size has no effect on it), and says so when it sees nothing of the demo world. "
+            "BLIP (with the Hub catalog) writes freely, with beam search and its cross-attention per word."
         )
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(examples[0] if examples else None, label="Photo", type="filepath",
                                  sources=["upload", "clipboard"], height=240)
                 model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
-                beam = gr.Slider(1, MAX_BEAM, value=DEFAULT_BEAM, step=1, label="Beam size (1 = greedy)")
+                beam = gr.Slider(1, MAX_BEAM, value=DEFAULT_BEAM, step=1,
+                                 label="Beam size (1 = greedy; generative captioners only)")
                 go = gr.Button("Caption", variant="primary")
                 if examples:
                     gr.Examples(examples, inputs=[image], label="Example photos",

@@ -9,10 +9,9 @@ import numpy as np
 from gradio import FileData
 from matplotlib.figure import Figure
 
-from core.categorise import DOUBT_MARGIN, categorise, categorise_as_photo
+from core.categorise import DOUBT_MARGIN, categorise_upload
 from core.compare import read_evaluation
 from core.explain import overlay
-from core.familiarity import product_upload_notice
 from core.inputs import InputError, load_image, parse_choice, parse_labels
 from core.services import Services
 from core.warmup import WarmStart
@@ -36,14 +35,8 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
     if image is None:
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
-    result = categorise(services.encoder(model), img, custom, "descriptive" if style == "custom" else style)
-    far = product_upload_notice(services, model, result.image_embedding)
-    across = categorise_as_photo(services.encoder(model), img, custom, style) if far else None
-    if across is not None:
-        across.heatmap, across.heatmap_method = result.heatmap, result.heatmap_method
-        result, far = across, []
-    result.notices = notices + result.notices + far
-    result.far_from_known = bool(far)
+    result = categorise_upload(services, model, img, custom, "descriptive" if style == "custom" else style)
+    result.notices = notices + result.notices
     return img, result
 
 
