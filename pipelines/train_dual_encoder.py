@@ -204,9 +204,22 @@ def train(cfg: TrainConfig) -> dict:
     return {"model": best.restore(model), "history": history, "seconds": time.time() - start}
 
 
+def export_best(cfg: TrainConfig) -> dict:
+    """The best weights of an unfinished run, from its checkpoint (a run stopped early on purpose, or cut off)."""
+    state = torch.load(cfg.checkpoint, map_location="cpu", weights_only=False)  # our own file
+    info = state["config"]["cache_info"]
+    model = DualEncoderModel(DualEncoderConfig(embed_dim=384, text_head="locked", image_tower=info["backbone"],
+                                               image_size=info["image_size"]))
+    model.load_state_dict(state["best_state"])
+    log.info("exporting the best weights of %s (stopped at step %d of %d)", cfg.checkpoint, state["step"], cfg.steps)
+    return {"model": model.eval(), "history": state["history"], "seconds": state["seconds"]}
+
+
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_config(TrainConfig, argv, __doc__.split("\n")[0])
-    result = train(cfg)
+    argv = list(argv if argv is not None else __import__("sys").argv[1:])
+    early = "--export-best" in argv  # save the checkpoint's best weights now, without training further
+    cfg = parse_config(TrainConfig, [a for a in argv if a != "--export-best"], __doc__.split("\n")[0])
+    result = export_best(cfg) if early else train(cfg)
     save_dual_encoder(result["model"], Path(cfg.out), training_record(cfg, result))
     log.info("saved %s", cfg.out)
 

@@ -27,6 +27,8 @@ def test_caption_shape(client):
 def test_greedy_and_model_choice(client):
     out = client.predict(handle_file(str(EXAMPLES[1])), "demo-captioner", 1, api_name="/caption")
     assert out["tokens"]
+    # a model off the picker (the seeds' show-attend-tell) still answers when an API call names it
+    assert client.predict(handle_file(str(EXAMPLES[1])), "demo-sat-captioner", 1, api_name="/caption")["tokens"]
 
 
 @pytest.mark.parametrize("beam, message", [(0, "beam size"), (50, "beam size"), (2.5, "beam size")])

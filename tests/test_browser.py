@@ -89,12 +89,18 @@ def test_every_tab_shows_its_worked_answer_on_arrival(app_url, page):
     results = page.locator("#search-results img")
     results.first.wait_for(timeout=30_000)
     assert results.count() >= 12
-    assert page.get_by_label("Description").input_value() == "a dog on a blue background"
-    assert re.search(r"\b0\.\d{3} · ", page.locator("#search-results").inner_text())  # cosine score · caption
+    from tabs.search import EXAMPLE_QUERIES
+
+    assert page.get_by_label("Description").input_value() == EXAMPLE_QUERIES[0]  # "an olive on a ... background"
+    shown = page.locator("#search-results").inner_text()
+    assert re.search(r"\b0\.\d{3} · ", shown)  # cosine score · caption
+    first_caption = re.search(r"\b0\.\d{3} · ([^\n]*)", shown).group(1)
+    assert "olive" in first_caption  # the worked answer is right: its first hit shows what the query names
 
     page.get_by_role("tab", name="Categorise").click()
     label = page.locator("#categorise-label")
     label.get_by_text(re.compile("|".join(map(re.escape, catalogue_classes())))).first.wait_for(timeout=30_000)
+    assert label.inner_text().strip().splitlines()[0] == "home furnishing"  # the first example is a toilet
     page.locator("#categorise-heat img").first.wait_for(timeout=10_000)
     assert page.locator("#categorise-tab").get_by_text(re.compile("Confident|Doubtful")).count() >= 1
     page.screenshot(path=str(ARTIFACTS / "arrival-categorise.png"), full_page=True)
@@ -106,6 +112,7 @@ def test_every_tab_shows_its_worked_answer_on_arrival(app_url, page):
     caption = page.locator("#caption-text textarea")
     page.wait_for_function("el => el.value.length > 0", arg=caption.element_handle(), timeout=30_000)
     assert len(caption.input_value().split()) >= 3
+    assert "olive" in caption.input_value()  # the first example scene shows an olive, and the caption says so
     strip = page.locator("#caption-strip img")
     strip.first.wait_for(timeout=10_000)
     from models.captioner import tokenize

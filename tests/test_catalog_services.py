@@ -11,7 +11,11 @@ def test_default_catalog_points_at_bundled_assets():
     catalog = load_catalog()
     assert catalog.search_models() == ["dual-minilm-cnn", "demo-clip"]
     assert catalog.models_for("categorise") == ["dual-minilm-cnn", "demo-clip", "demo-clip-products", "cnn-baseline"]
-    assert catalog.models_for("caption") == ["demo-captioner"]
+    assert catalog.models_for("caption") == ["demo-captioner", "demo-sat-captioner"]
+    # what the pickers offer: models that work on the world they serve; the others answer by name and in Compare
+    assert catalog.picker_models("search") == ["dual-minilm-cnn"]
+    assert catalog.picker_models("categorise") == ["dual-minilm-cnn", "cnn-baseline"]
+    assert catalog.picker_models("caption") == ["demo-captioner"]
     for spec in catalog.indexes:
         assert not spec.source.startswith("hf-hub:")
     assert "demo scenes (test split + never-seen concepts)" in catalog.collections("demo-clip")
@@ -35,7 +39,7 @@ def test_catalog_errors(tmp_path):
     with pytest.raises(CatalogError, match="unknown model 'ghost'"):
         load_catalog(orphan)
     catalog = load_catalog()
-    with pytest.raises(CatalogError, match="Known models: dual-minilm-cnn, demo-clip, demo-clip-products, demo-captioner, cnn-baseline"):
+    with pytest.raises(CatalogError, match="Known models: dual-minilm-cnn, demo-clip, demo-clip-products, demo-captioner, demo-sat-captioner, cnn-baseline"):
         catalog.model("nope")
     with pytest.raises(CatalogError, match="Its collections"):
         catalog.index("demo-clip", "nope")
