@@ -267,10 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--catalog", default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (a quick check)")
     p.add_argument("--out", type=Path, default=None, help="default: <model folder>/eval/...")
+    p.add_argument("--explain-scenes", type=int, default=EXPLAIN_SCENES,
+                   help="scenes whose explanation maps are scored (0: none)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     services = Services(load_catalog(args.catalog))
-    result = evaluate(services, args.model, args.dataset, args.config, args.split, args.limit)
+    result = evaluate(services, args.model, args.dataset, args.config, args.split, args.limit,
+                      explain_scenes=args.explain_scenes)
     model_source = services.catalog.model(args.model).source
     out = args.out or results_path(Path(model_source), result["dataset"].split("/")[-1], args.config, args.split)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The Search tab and `/search` API, driven through a real Gradio server with gradio_client."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,9 @@ def _png_of(data_uri: str) -> Image.Image:
 def test_text_search_returns_ranked_results(app_client):
     results = app_client.predict("a dog on a blue background", None, 7, "", "", api_name="/search")
     assert len(results) == 7
-    assert set(results[0]) == {"id", "score", "caption", "image", "never_seen_in_training"}
+    assert set(results[0]) == {"id", "score", "caption", "image", "never_seen_in_training", "far_from_known",
+                               "photo_reading"}
+    assert results[0]["far_from_known"] is False and results[0]["photo_reading"] == ""
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
     assert _png_of(results[0]["image"]).size == (128, 128)
@@ -71,6 +74,21 @@ def test_image_search_finds_the_same_image_first(app_client, tmp_path):
     _png_of(first["image"]).save(path)
     results = app_client.predict("", handle_file(str(path)), 3, "", "", api_name="/search")
     assert results[0]["id"] == first["id"] and results[0]["score"] > 0.99
+
+
+def test_pictures_the_app_cannot_answer_are_flagged_for_api_callers(app_client, tmp_path):
+    """far_from_known is a field a client can test, on every hit; the world's own pictures never carry it."""
+    blank, noise = tmp_path / "blank.png", tmp_path / "noise.png"
+    Image.new("RGB", (300, 200), (240, 240, 240)).save(blank)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(noise)
+    for path in (blank, noise):
+        hits = app_client.predict("", handle_file(str(path)), 3, "", "", api_name="/search")
+        assert hits and all(h["far_from_known"] and not h["photo_reading"] for h in hits), path.name
+    own = Path("assets/examples/scenes").glob("test-*.png")
+    for path in own:
+        assert not app_client.predict("", handle_file(str(path)), 1, "", "", api_name="/search")[0]["far_from_known"]
+    out = app_client.predict(handle_file(str(noise)), "", "", "descriptive", api_name="/categorise")
+    assert out["far_from_known"] is True and out["photo_reading"] == ""
 
 
 def test_products_collection(app_client):
