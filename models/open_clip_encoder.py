@@ -147,7 +147,8 @@ class OpenClipEncoder(Encoder):
 # open_clip's Hub layout: its config and safetensors weights (its tokenizer is bundled with open_clip, or named in
 # the config as an HF tokenizer, whose files then sit beside them).
 @register_family("open_clip", files=[CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json",
-                                     "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"])
+                                     "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"],
+                 imports=["open_clip", "open_clip.transformer", "torchvision.transforms"])
 def load_open_clip(folder: Path, name: str, text_int8: bool = False) -> OpenClipEncoder:
     import open_clip
 
