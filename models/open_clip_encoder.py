@@ -108,6 +108,15 @@ def quantize_text_mlps(model) -> int:
     return changed
 
 
+def _embedding_dim(model, tokenizer) -> int:
+    if hasattr(model, "text_projection"):
+        return int(model.text_projection.shape[1])
+    if hasattr(model, "embed_dim"):
+        return int(model.embed_dim)
+    with torch.inference_mode():  # a custom text tower (MobileCLIP's) states it nowhere simpler
+        return int(model.encode_text(tokenizer(["a"])).shape[-1])
+
+
 class OpenClipEncoder(Encoder):
     def __init__(self, model, preprocess, tokenizer, name: str, revision: str | None = None, shorten: bool = True,
                  text_int8: bool = False):
@@ -118,7 +127,7 @@ class OpenClipEncoder(Encoder):
         self.name = name
         self.revision = revision
         self.context_length = int(tokenizer.context_length)
-        self.dim = int(model.text_projection.shape[1] if hasattr(model, "text_projection") else model.embed_dim)
+        self.dim = _embedding_dim(model, tokenizer)
         # stop the text tower at the query's end token when that is exact (checked once here, on this model, in
         # float32: int8 activations are quantized per call, so the two paths differ by quantization, not by code)
         self.shorten = shorten and causal_text_tower(model) and self._prefix_agrees()
@@ -171,7 +180,7 @@ class OpenClipEncoder(Encoder):
 # the config as an HF tokenizer, whose files then sit beside them).
 @register_family("open_clip", files=[CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json",
                                      "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"],
-                 imports=["open_clip", "open_clip.transformer", "torchvision.transforms"])
+                 imports=["open_clip", "open_clip.transformer", "torchvision.transforms", "timm.utils.model"])
 def load_open_clip(folder: Path, name: str, text_int8: bool = False) -> OpenClipEncoder:
     import open_clip
 
@@ -182,6 +191,10 @@ def load_open_clip(folder: Path, name: str, text_int8: bool = False) -> OpenClip
                 "point its catalog source at a complete open_clip folder or hf-hub: repo."
             )
     model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{folder}", device="cpu", precision="fp32")
+    if any(hasattr(m, "reparameterize") for m in model.modules()):  # MobileCLIP's towers: fuse the training-time
+        from timm.utils.model import reparameterize_model          # branches into single convolutions (exact)
+
+        model = reparameterize_model(model.eval(), inplace=True)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
     revision = json.loads((folder / CONFIG_FILE).read_text()).get("revision") or weights_digest(folder / WEIGHTS_FILE)
     log.info("loaded open_clip model %s from %s", name, folder)
