@@ -13,7 +13,7 @@ import gradio as gr
 
 from core.catalog import Catalog, load_catalog
 from core.services import Services
-from core.warmup import WarmStart, add_model_steps, warm_models
+from core.warmup import WarmStart, add_model_steps, import_before_serving, warm_models
 
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server before any handler runs
 QUEUE_SIZE = 64  # waiting requests beyond this are refused with "queue full" instead of piling up
@@ -26,7 +26,20 @@ ATTRIBUTION = (
 def configure_plots() -> None:
     import matplotlib
 
-    matplotlib.use("Agg")  # figures are rendered on the server, never in a window
+    # Figures are rendered on the server, never in a window. Spelled as Gradio spells it: Gradio calls
+    # matplotlib.use("agg") around every request, which is a no-op only when the name is the same (with "Agg" it
+    # switched pyplot's backend on each request, racing the warm start's import of pyplot).
+    matplotlib.use("agg")
+
+
+def quiet_libraries() -> None:
+    """At most one log line per request, none per query: the libraries' own INFO chatter and load-time progress
+    bars (faiss's loader, httpx per HTTP call, transformers' weight loading) are left out of the server log."""
+    from transformers.utils import logging as transformers_logging
+
+    for name in ("faiss.loader", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    transformers_logging.disable_progress_bar()
 
 
 def configure_threads() -> None:
@@ -121,7 +134,9 @@ def _wire_warm_notice(demo: gr.Blocks, warm: WarmStart, line: gr.Markdown) -> No
 
 
 def launch(demo: gr.Blocks, warm: WarmStart, **kwargs) -> None:
-    """Start the server, then the warm start in the background (the server answers meanwhile)."""
+    """Start the server, then the warm start in the background (the server answers meanwhile). What requests and
+    the warm start would import lazily is imported first, so no request meets a half-imported module."""
+    import_before_serving()
     demo.launch(prevent_thread_lock=True, **kwargs)
     warm.start()
 
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_libraries()
     configure_threads()
     catalog = load_catalog(args.catalog)
     services, warm = Services(catalog), WarmStart()

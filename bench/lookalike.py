@@ -194,6 +194,26 @@ def laion_vit_b_32(repo: Path, plan: Plan) -> None:
     _clip_preprocessor(repo)
 
 
+# MobileCLIP2 in open_clip's Hub layout, as open_clip 3.3 names it (`get_pretrained_cfg(arch, "dfndr2b")["hf_hub"]`):
+# the model config open_clip ships and its preprocessing (no normalisation, bilinear, shortest-side resize).
+MOBILECLIP2 = {"MobileCLIP2-S0": "timm/MobileCLIP2-S0-OpenCLIP", "MobileCLIP2-S2": "timm/MobileCLIP2-S2-OpenCLIP"}
+
+
+def mobileclip2(repo: Path, arch: str, plan: Plan) -> None:
+    """`open_clip_config.json` + `open_clip_model.safetensors` of MobileCLIP2 `arch`, random weights in the
+    training-time (not reparameterised) form the published checkpoints hold; the loader fuses them."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    _seeded(plan.seed)
+    model = open_clip.create_model(arch, pretrained=None)
+    pre = open_clip.get_pretrained_cfg(arch, "dfndr2b")
+    _json(repo / "open_clip_config.json", {"model_cfg": open_clip.get_model_config(arch), "preprocess_cfg": {
+        k: list(v) if isinstance(v, tuple) else v for k, v in pre.items()
+        if k in ("mean", "std", "interpolation", "resize_mode")}})
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, repo / "open_clip_model.safetensors")
+
+
 def _clip_preprocessor(repo: Path) -> None:
     from transformers import CLIPImageProcessor
 

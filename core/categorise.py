@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from core.explain import choose_method, gradient_forward, gradient_map_from
 from core.explain import heatmap as explain_heatmap
 from core.explain import occlusion_map
 from core.inputs import InputError
@@ -73,13 +74,18 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
                               heatmap_method="occlusion" if heatmap else "")
     labels = labels or catalogue_classes()
     class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
-    image_emb = model.encode_image([image])  # (1, D)
+    method = choose_method(model, method) if heatmap else ""
+    forward = gradient_forward(model, image) if method == "gradient" else None
+    # the gradient map needs a forward with autograd on: its embedding scores the classes too (one forward, not two)
+    image_emb = forward.embedding.detach().numpy() if forward else model.encode_image([image])  # (1, D)
     p = zero_shot_probs(image_emb, class_emb, model.logit_scale)[0]
     probs, margin = _ranked(labels, p)
     result = Categorisation(probs, margin, prompts, image_embedding=image_emb[0])
-    if heatmap:
-        result.heatmap, result.heatmap_method = explain_heatmap(model, image, class_emb[labels.index(result.top)],
-                                                                     method)
+    target = class_emb[labels.index(result.top)]
+    if forward is not None:
+        result.heatmap, result.heatmap_method = gradient_map_from(forward, target), method
+    elif heatmap:
+        result.heatmap, result.heatmap_method = explain_heatmap(model, image, target, method)
     return result
 
 

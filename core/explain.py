@@ -51,6 +51,11 @@ def choose_method(encoder, method: str = "auto") -> str:
 
 def explain(encoder, image: Image.Image, text: str, method: str = "auto", grid: int = OCCLUSION_GRID) -> Explanation:
     """Where `text` matches in `image` and which of its words mattered, for any `models.base.Encoder`."""
+    method = choose_method(encoder, method)
+    if method == "gradient":  # its forward gives the image embedding too: one image forward, not two
+        forward = gradient_forward(encoder, image)
+        target, score, tokens = word_weights(encoder, forward.embedding.detach().numpy()[0], text)
+        return Explanation(gradient_map_from(forward, target, grid), tokens, score, method)
     target, score, tokens = word_weights(encoder, encoder.encode_image([image])[0], text)
     heat, method = heatmap(encoder, image, target, method, grid)
     return Explanation(heat, tokens, score, method)
@@ -99,16 +104,40 @@ def occlusion_map(score: Callable[[list[Image.Image]], np.ndarray], image: Image
     return _unit(drop)
 
 
-def gradient_map(encoder, image: Image.Image, target: np.ndarray, grid: int = OCCLUSION_GRID) -> np.ndarray:
-    """(grid, grid) gradient × input map of the cosine with `target`, in the image's own coordinates."""
+@dataclass
+class GradientForward:
+    """One forward through the image tower with autograd on: the image's embedding, and the graph its gradient
+    map is read from (`gradient_map_from`, once the target is known). Categorise scores the classes with this
+    embedding, so its heat-map costs one backward on top of the forward it needs anyway."""
+
+    pixels: torch.Tensor  # (1, 3, H, W), requires grad
+    embedding: torch.Tensor  # (1, D) L2-normalised, attached to the graph
+    box: tuple[float, float, float, float]  # where the model's square input lies on the image
+
+
+def gradient_forward(encoder, image: Image.Image) -> GradientForward:
     image = image.convert("RGB")
     with torch.enable_grad():
         x = encoder.pixels([image]).detach().requires_grad_(True)  # (1, 3, H, W)
         emb = torch.nn.functional.normalize(encoder.image_tower(x).float(), dim=-1)  # (1, D)
-        (emb[0] @ torch.as_tensor(target, dtype=emb.dtype)).backward()
-    rel = (x.grad * x.detach()).sum(dim=1)[0].clamp_min(0).numpy()  # (H, W), positive evidence only
-    cells = _onto_image_grid(rel, encoder.view_box(image.size), grid)  # (grid, grid)
+    return GradientForward(x, emb, encoder.view_box(image.size))
+
+
+def gradient_map_from(forward: GradientForward, target: np.ndarray, grid: int = OCCLUSION_GRID) -> np.ndarray:
+    """(grid, grid) gradient × input map of the cosine with `target`. Only the input's gradient is computed
+    (`autograd.grad` with inputs=pixels): no weight gradients, none left accumulated on the shared model, which
+    concurrent requests would otherwise race on."""
+    emb = forward.embedding
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(emb[0] @ torch.as_tensor(target, dtype=emb.dtype), forward.pixels)
+    rel = (grad * forward.pixels.detach()).sum(dim=1)[0].clamp_min(0).numpy()  # (H, W), positive evidence only
+    cells = _onto_image_grid(rel, forward.box, grid)  # (grid, grid)
     return _unit(_patch_footprint(cells))
+
+
+def gradient_map(encoder, image: Image.Image, target: np.ndarray, grid: int = OCCLUSION_GRID) -> np.ndarray:
+    """(grid, grid) gradient × input map of the cosine with `target`, in the image's own coordinates."""
+    return gradient_map_from(gradient_forward(encoder, image), target, grid)
 
 
 def _onto_image_grid(rel: np.ndarray, box: tuple[float, float, float, float], grid: int, fine: int = 8) -> np.ndarray:

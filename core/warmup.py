@@ -93,6 +93,28 @@ class WarmStart:
                  len(self.errors))
 
 
+def import_before_serving() -> list[str]:
+    """Import now, in the calling thread, what requests and the warm start would otherwise import lazily, before the
+    server takes requests. Python's import lock makes a second thread wait for a module another thread is
+    importing, but code that looks a module up in `sys.modules` sees it half-initialised: Gradio wraps every
+    request in `matplotlib.use(...)`, which calls `sys.modules["matplotlib.pyplot"].switch_backend` (an
+    AttributeError while the warm-start thread is still importing pyplot for the Compare plots). Also here:
+    Pillow's format plugins (a registry filled on first use) and every model family's libraries (open_clip's
+    model-config registry, transformers' lazy classes, sentence-transformers, timm). Returns what it imported."""
+    import importlib
+
+    from PIL import Image
+
+    from models.registry import import_family_libraries
+
+    done = []
+    for module in ("matplotlib.pyplot", "faiss", "index"):
+        importlib.import_module(module)
+        done.append(module)
+    Image.init()  # every format plugin registered (Image.open otherwise registers them on first use)
+    return done + ["PIL plugins"] + import_family_libraries()
+
+
 def add_model_steps(warm: WarmStart, services: Services, name: str, tasks: Collection[str] | None = None) -> None:
     """Steps that load catalog model `name` and what `tasks` (default: all of the model's) need of it: for search
     every index built with it, for zero-shot categorisation its class embeddings of the catalogue's categories in

@@ -79,7 +79,8 @@ class BlipCaptioner(Captioner):
                              maps[keep].astype(np.float32), score)
 
 
-@register_family("blip", files=TRANSFORMERS_FILES)
+@register_family("blip", files=TRANSFORMERS_FILES,
+                 imports=["transformers:BlipForConditionalGeneration", "transformers:BlipProcessor"])
 def load_blip(folder: Path, name: str) -> BlipCaptioner:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 

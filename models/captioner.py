@@ -298,7 +298,7 @@ def save_captioner(model: ShowAttendTell, vocab: Vocabulary, out: Path, extra: d
     return out
 
 
-@register_family("show_attend_tell")
+@register_family("show_attend_tell", imports=["timm", "safetensors.torch"])
 def load_show_attend_tell(folder: Path, name: str) -> ShowAttendTellCaptioner:
     from safetensors.torch import load_file
 

@@ -246,7 +246,9 @@ class DualEncoder(Encoder):
         return TextCheck(len(self.sentence_encoder.tokenizer(text).input_ids), self.context_length)
 
     def sentence_embeddings(self, texts: list[str]) -> torch.Tensor:
-        return self.sentence_encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=128)
+        # no progress bar: sentence-transformers draws one per call when logging is at INFO (one per visitor's query)
+        return self.sentence_encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=128,
+                                            show_progress_bar=False)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         return self.model.text(self.sentence_embeddings(texts))  # (B, D)
@@ -305,7 +307,7 @@ def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = N
     return out
 
 
-@register_family("dual_encoder")
+@register_family("dual_encoder", imports=["sentence_transformers:SentenceTransformer", "safetensors.torch"])
 def load_dual_encoder(folder: Path, name: str) -> DualEncoder:
     from safetensors.torch import load_file
 

@@ -72,5 +72,6 @@ def _load(folder: Path, name: str) -> HFClipEncoder:
     return HFClipEncoder(model, processor, name)
 
 
-register_family("hf_clip", files=TRANSFORMERS_FILES)(_load)
-register_family("siglip", files=TRANSFORMERS_FILES)(_load)
+HF_IMPORTS = ["transformers:AutoModel", "transformers:AutoProcessor"]
+register_family("hf_clip", files=TRANSFORMERS_FILES, imports=HF_IMPORTS)(_load)
+register_family("siglip", files=TRANSFORMERS_FILES, imports=HF_IMPORTS)(_load)

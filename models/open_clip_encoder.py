@@ -70,19 +70,51 @@ def encode_text_prefix(model, text: torch.Tensor, bucket: int = TEXT_BUCKET) -> 
     return model.text_projection(x) if isinstance(model.text_projection, torch.nn.Module) else x @ model.text_projection
 
 
-def quantize_text_mlps(model) -> int:
-    """Dynamic int8 quantization (weights int8, activations quantized per call) of the MLP layers of the text
-    tower's residual blocks, two thirds of its multiply-adds; attention stays float32. In place; returns how many
-    layers changed. The embedding shifts slightly: opt-in per model (`text_int8 = true` in the catalog), with the
-    shift and the retrieval change measured by `python -m bench.real_architectures`."""
-    from torch.ao.quantization import quantize_dynamic
+class Int8Linear(torch.nn.Module):
+    """`nn.Linear` with int8 weights (symmetric, one float32 scale per output channel) and float32 activations:
+    weight-only quantization, computed by aten's int8-weight matmul (`_weight_int8pack_mm`, the CPU kernel behind
+    torchao's int8 weight-only layout). A batch-1 query is bound by reading weights from memory: a quarter of the
+    bytes. Replaces `torch.ao.quantization.quantize_dynamic` (deprecated), which also quantized activations."""
 
-    blocks = model.transformer.resblocks
-    for block in blocks:
-        block.mlp = quantize_dynamic(block.mlp, {torch.nn.Linear}, dtype=torch.qint8)
-    # open_clip reads the tower's dtype off the first MLP weight, which quantized layers no longer expose
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()  # (N, K)
+        scales = (w.abs().amax(dim=1) / 127).clamp_min(1e-12)  # (N,)
+        self.register_buffer("weight_int8", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, self.in_features).float().contiguous(), self.weight_int8,
+                                               self.scales)  # (B*L, N)
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+def quantize_text_mlps(model) -> int:
+    """int8 weights (`Int8Linear`, activations stay float32) for the MLP layers of the text tower's residual
+    blocks: two thirds of its weights and multiply-adds; attention stays float32. In place; returns how many layers
+    changed. The embedding shifts slightly: opt-in per model (`text_int8 = true` in the catalog), with the shift and
+    the retrieval change measured by `python -m bench.real_architectures`."""
+    changed = 0
+    for block in model.transformer.resblocks:
+        for name, layer in list(block.mlp.named_children()):
+            if isinstance(layer, torch.nn.Linear):
+                setattr(block.mlp, name, Int8Linear(layer))
+                changed += 1
+    # open_clip reads the tower's dtype off the first MLP weight, which int8 layers no longer expose
     model.transformer.get_cast_dtype = lambda: torch.float32
-    return 2 * len(blocks)
+    return changed
+
+
+def _embedding_dim(model, tokenizer) -> int:
+    if hasattr(model, "text_projection"):
+        return int(model.text_projection.shape[1])
+    if hasattr(model, "embed_dim"):
+        return int(model.embed_dim)
+    with torch.inference_mode():  # a custom text tower (MobileCLIP's) states it nowhere simpler
+        return int(model.encode_text(tokenizer(["a"])).shape[-1])
 
 
 class OpenClipEncoder(Encoder):
@@ -95,7 +127,7 @@ class OpenClipEncoder(Encoder):
         self.name = name
         self.revision = revision
         self.context_length = int(tokenizer.context_length)
-        self.dim = int(model.text_projection.shape[1] if hasattr(model, "text_projection") else model.embed_dim)
+        self.dim = _embedding_dim(model, tokenizer)
         # stop the text tower at the query's end token when that is exact (checked once here, on this model, in
         # float32: int8 activations are quantized per call, so the two paths differ by quantization, not by code)
         self.shorten = shorten and causal_text_tower(model) and self._prefix_agrees()
@@ -147,7 +179,8 @@ class OpenClipEncoder(Encoder):
 # open_clip's Hub layout: its config and safetensors weights (its tokenizer is bundled with open_clip, or named in
 # the config as an HF tokenizer, whose files then sit beside them).
 @register_family("open_clip", files=[CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json",
-                                     "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"])
+                                     "special_tokens_map.json", "vocab.json", "merges.txt", "spiece.model"],
+                 imports=["open_clip", "open_clip.transformer", "torchvision.transforms", "timm.utils.model"])
 def load_open_clip(folder: Path, name: str, text_int8: bool = False) -> OpenClipEncoder:
     import open_clip
 
@@ -158,6 +191,10 @@ def load_open_clip(folder: Path, name: str, text_int8: bool = False) -> OpenClip
                 "point its catalog source at a complete open_clip folder or hf-hub: repo."
             )
     model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{folder}", device="cpu", precision="fp32")
+    if any(hasattr(m, "reparameterize") for m in model.modules()):  # MobileCLIP's towers: fuse the training-time
+        from timm.utils.model import reparameterize_model          # branches into single convolutions (exact)
+
+        model = reparameterize_model(model.eval(), inplace=True)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
     revision = json.loads((folder / CONFIG_FILE).read_text()).get("revision") or weights_digest(folder / WEIGHTS_FILE)
     log.info("loaded open_clip model %s from %s", name, folder)

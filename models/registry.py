@@ -10,13 +10,14 @@ ones. `files` are the glob patterns of what the loader reads from its folder: a 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from typing import Any
 
 _FAMILIES: dict[str, Callable[[Path, str], Any]] = {}
 _FILES: dict[str, list[str]] = {}
+_IMPORTS: dict[str, list[str]] = {}
 # What a transformers model folder is read for: config, safetensors weights, tokenizer and processor files.
 TRANSFORMERS_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors",
                       "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -29,12 +30,14 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def register_family(family: str, files: list[str] | None = None) -> Callable:
-    """Register `loader(folder, name)` for `family`; `files` (glob patterns) is what it reads, None for all."""
+def register_family(family: str, files: list[str] | None = None, imports: list[str] = ()) -> Callable:
+    """Register `loader(folder, name)` for `family`; `files` (glob patterns) is what it reads, None for all;
+    `imports` the libraries its loader imports lazily ("module" or "module:attribute" for a lazy attribute)."""
     def wrap(loader: Callable[[Path, str], Any]) -> Callable[[Path, str], Any]:
         _FAMILIES[family] = loader
         if files is not None:
             _FILES[family] = list(files)
+        _IMPORTS[family] = list(imports)
         return loader
 
     return wrap
@@ -70,6 +73,23 @@ def create_model(family: str, folder: Path, name: str, **options: Any) -> Any:
         if unknown:
             raise UnknownModelError(f"Model {name!r}: family {family!r} has no option {', '.join(unknown)}.")
     return loader(Path(folder), name, **options)
+
+
+def import_family_libraries(families: Collection[str] | None = None) -> list[str]:
+    """Import now, in this thread, what the loaders of `families` (default: all) import lazily; the server calls
+    this before it takes requests, so no request ever meets a library half-imported by another thread."""
+    import importlib
+
+    _import_families()
+    done = []
+    for family in sorted(_FAMILIES if families is None else set(families) & set(_FAMILIES)):
+        for target in _IMPORTS.get(family, []):
+            module, _, attribute = target.partition(":")
+            loaded = importlib.import_module(module)
+            if attribute:
+                getattr(loaded, attribute)  # a lazy module (transformers) imports the submodule behind it here
+            done.append(target)
+    return done
 
 
 def _import_families() -> None:

@@ -159,3 +159,40 @@ def test_clicked_search_result_is_explained(services, monkeypatch, tmp_path):
     assert words == [] and "resembles your image" in note
     with pytest.raises(tab.InputError, match="Search first"):
         tab.explain_hit(services, None, 0)
+
+
+def _reference_gradient_map(encoder, image, target, grid=ex.OCCLUSION_GRID):
+    """The gradient map as first written: a forward of its own, then `.backward()` (weight gradients included)."""
+    import copy
+
+    encoder = copy.copy(encoder)
+    encoder.model = copy.deepcopy(encoder.model)  # .backward() leaves gradients on the weights
+    x = encoder.pixels([image.convert("RGB")]).detach().requires_grad_(True)
+    emb = torch.nn.functional.normalize(encoder.image_tower(x).float(), dim=-1)
+    (emb[0] @ torch.as_tensor(target, dtype=emb.dtype)).backward()
+    rel = (x.grad * x.detach()).sum(dim=1)[0].clamp_min(0).numpy()
+    return ex._unit(ex._patch_footprint(ex._onto_image_grid(rel, encoder.view_box(image.size), grid)))
+
+
+@pytest.mark.parametrize("family", ["open_clip ViT", "transformers SigLIP", "demo-clip (open_clip ModifiedResNet)"])
+def test_categorise_and_explain_share_one_forward_and_give_the_reference_maps(services, scene, family):
+    """Categorise's gradient heat-map reuses the forward that scores the classes, and reads only the input's
+    gradient: the same map as a separate forward + full backward, the same probabilities as `encode_image`, and
+    no gradient left on the shared model's weights."""
+    from core.categorise import categorise
+    from models.zero_shot import catalogue_classes
+
+    encoder, image = FAMILIES[family](services), scene[0]
+    result = categorise(encoder, image, None, "descriptive", method="gradient")
+    reference = categorise(encoder, image, None, "descriptive", heatmap=False)
+    assert list(result.probs) == list(reference.probs) and result.heatmap_method == "gradient"
+    np.testing.assert_allclose(list(result.probs.values()), list(reference.probs.values()), atol=1e-5)
+    from core.categorise import class_embeddings
+
+    class_emb, _ = class_embeddings(encoder, catalogue_classes(), "descriptive")
+    target = class_emb[catalogue_classes().index(result.top)]
+    assert np.array_equal(result.heatmap, _reference_gradient_map(encoder, image, target))
+    explained = ex.explain(encoder, image, "a dog on a blue background", method="gradient")
+    text, _, _ = ex.word_weights(encoder, np.zeros(encoder.dim, np.float32), "a dog on a blue background")
+    assert np.array_equal(explained.heatmap, _reference_gradient_map(encoder, image, text))
+    assert all(p.grad is None for p in encoder.model.parameters())

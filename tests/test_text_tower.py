@@ -117,7 +117,10 @@ def test_int8_text_mlps_are_opt_in_close_to_float_and_never_share_the_query_cach
     int8 = create_model("open_clip", Path("assets/models/demo-clip"), "demo-clip", text_int8=True)
     assert int8.text_int8 and not demo_clip.text_int8 and int8.shorten
     assert int8.revision != demo_clip.revision  # cached query embeddings are keyed by revision
-    layers = [m for m in int8.model.transformer.modules() if ".quantized.dynamic" in type(m).__module__]
+    from models.open_clip_encoder import Int8Linear
+
+    layers = [m for m in int8.model.transformer.modules() if isinstance(m, Int8Linear)]
+    assert not any("quantized" in type(m).__module__ for m in int8.model.modules())  # no deprecated torch.ao layers
     assert len(layers) == 2 * len(int8.model.transformer.resblocks)
     cos = (int8.encode_text(TEXTS[:3]) * demo_clip.encode_text(TEXTS[:3])).sum(1)
     assert cos.min() > 0.98, cos
