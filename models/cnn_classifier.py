@@ -68,7 +68,7 @@ def save_cnn_classifier(model: CNNClassifierModel, classes: list[str], out: Path
     return out
 
 
-@register_family("cnn_classifier", imports=["timm", "safetensors.torch"])
+@register_family("cnn_classifier", imports=["timm", "safetensors.torch", "models.backbone"])
 def load_cnn_classifier(folder: Path, name: str) -> Classifier:
     from safetensors.torch import load_file
 

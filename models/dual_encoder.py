@@ -307,7 +307,8 @@ def save_dual_encoder(model: DualEncoderModel, out: Path, extra: dict | None = N
     return out
 
 
-@register_family("dual_encoder", imports=["sentence_transformers:SentenceTransformer", "safetensors.torch"])
+@register_family("dual_encoder", imports=["sentence_transformers:SentenceTransformer", "safetensors.torch", "timm",
+                                         "torchvision.models._meta", "models.backbone"])
 def load_dual_encoder(folder: Path, name: str) -> DualEncoder:
     from safetensors.torch import load_file
 

@@ -203,7 +203,8 @@ def save_grounded_captioner(tower: BackboneTower, names: list[str], name_emb: to
     return out
 
 
-@register_family("grounded_captioner")
+@register_family("grounded_captioner", imports=["timm", "safetensors.torch", "models.backbone", "torchvision.models._meta",
+                                               "demo_world.free_scenes", "demo_world.concepts"])
 def load_grounded_captioner(folder: Path, name: str) -> GroundedCaptioner:
     from safetensors.torch import load_file
 
