@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,7 +89,8 @@ class GroundedCaptioner(Captioner):
         self.cfg = cfg
         self.name = name
         self.revision = cfg.revision
-        self._imagenet = None
+        self._imagenet = None  # the untouched ImageNet network, loaded on the first picture it must read
+        self._imagenet_lock = threading.Lock()
 
     def square_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         side = max(size)
@@ -177,8 +179,9 @@ class GroundedCaptioner(Captioner):
         """ImageNet's top class for the picture, its probability and its class activation map on the grid."""
         from models.backbone import imagenet_classes, load_backbone
 
-        if self._imagenet is None:
-            self._imagenet = load_backbone(self.cfg.image_tower)
+        with self._imagenet_lock:  # two first photos at once must not load it twice
+            if self._imagenet is None:
+                self._imagenet = load_backbone(self.cfg.image_tower)
         net = self._imagenet
         fmap = net.forward_features(self.pixels(image))  # (1, 1280, g, g)
         probs = net.forward_head(fmap).softmax(-1)[0]

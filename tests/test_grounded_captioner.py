@@ -20,6 +20,7 @@ def test_position_words_only_where_clearly_true(centre, extent, words):
 def _captioner(probs: np.ndarray, names: list[str], threshold=0.5) -> GroundedCaptioner:
     cap = GroundedCaptioner.__new__(GroundedCaptioner)
     cap.names, cap.cfg, cap.name, cap.revision, cap._imagenet = names, GroundedConfig(threshold=threshold), "g", None, None
+    cap._imagenet_lock = __import__("threading").Lock()
     cap.cell_probs = lambda image: probs
     cap.imagenet_guess = lambda image: (None, 0.0, np.full((6, 6), 1 / 36, np.float32))
     return cap
