@@ -177,14 +177,14 @@ def run(n_pictures: int = 200, repeats: int = 3) -> dict:
 
 def markdown(r: dict) -> str:
     load = r["load_average_1min"]
-    lines = [f"## Your pictures: a private collection\n\n`python -m bench.private_collections`, {r['date']}: "
+    head = (f"## Your pictures: a private collection\n\n`python -m bench.private_collections`, {r['date']}: "
              f"{r['pictures']} seeded photos of {r['size']} (JPEG, {r['jpeg_mb_total']:.0f} MB together) indexed "
              "through `core.private` (read, decode, embed, index), median of "
              f"{r['repeats']} builds, each model in its own process; 1-minute load average {load[0]:.1f} at the start, "
              f"{load[-1]:.1f} at the end. Peak extra memory: the most resident memory rose during the first build "
              "(model already loaded); held: what the finished collection keeps (vectors and thumbnails). "
-             "ViT-B/32 has random weights: its figures are compute and memory, nothing about quality.\n",
-             "| model | time for 200 pictures | pictures/s | goal | | peak extra memory | held by the collection |",
+             "ViT-B/32 has random weights: its figures are compute and memory, nothing about quality.\n")
+    lines = [head, "| model | time for 200 pictures | pictures/s | goal | | peak extra memory | held by the collection |",
              "|---|---|---|---|---|---|---|"]
     for m in r["models"]:
         goal = f"≤ {r['goal_s']:.0f} s" if m["model"] != "vit-b-32-random" else ""

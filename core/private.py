@@ -224,10 +224,10 @@ def _zip_entry_count(path: Path) -> int | None:
     """Entries in the zip's directory, from its end record: known before zipfile reads the directory whole."""
     try:
         with path.open("rb") as f:
-            end = zipfile._EndRecData(f)  # noqa: SLF001 - the stdlib's own end-of-directory reader
+            end = zipfile._EndRecData(f)  # the stdlib's own end-of-directory reader
     except OSError:
         return None
-    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])  # noqa: SLF001
+    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -434,7 +434,8 @@ class PrivateCollections:
             raise InputError("Upload some pictures (or one zip of them) first.")
         with self._lock:
             entry = self._sessions.get(session)
-            if entry is None and self._held() >= self.max_sessions:
+            holds = entry is not None and (entry.collection is not None or entry.building)
+            if not holds and self._held() >= self.max_sessions:
                 raise InputError("The server holds as many private collections as it can right now; please try again "
                                  f"in a few minutes (unused ones are freed after {self.idle_s / 60:.0f} minutes).")
             entry = self._sessions.setdefault(session, _Session())

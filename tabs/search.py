@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.explain import METHODS, Explanation, explain, heatmap, overlay
 from core.inputs import InputError, clean_text, load_image, parse_choice, parse_k
-from core.private import HANDLE_PREFIX, LIMITS_TEXT, NothingIndexed, PrivateCollection, PrivateCollections
+from core.private import HANDLE_PREFIX, IDLE_S, LIMITS_TEXT, NothingIndexed, PrivateCollection, PrivateCollections
 from core.search import SearchResult, search_image, search_text
 from core.services import Services
 from core.warmup import WarmStart
@@ -32,6 +32,7 @@ EXAMPLES = [
 EXAMPLE_QUERIES = [q for q, _ in EXAMPLES]
 MAX_K = 50
 DEFAULT_K = 12
+KEEP_DOWNLOADS = 4  # results files a session keeps in its folder
 BUILDS_WAITING = 8  # private builds held by the app at once: one runs (core.private), the others say they wait
 
 
@@ -84,8 +85,12 @@ def result_rows(result: SearchResult, model: str, mine: PrivateCollection | None
 def results_json(folder: Path, query: str, model: str, collection: str, rows: list[dict]) -> Path:
     """Write the results to `folder` (the session's own) as search-results.json, in a fresh subfolder so an
     earlier download is never overwritten while Gradio copies it."""
+    import shutil
     import tempfile
 
+    earlier = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in earlier[:-KEEP_DOWNLOADS]:  # Gradio has long copied these; a session keeps only its last few
+        shutil.rmtree(old, ignore_errors=True)
     out = Path(tempfile.mkdtemp(dir=folder)) / "search-results.json"
     out.write_text(json.dumps({"query": query, "model": model, "collection": collection, "results": rows},
                               indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -162,6 +167,89 @@ def build_status(services: Services) -> dict:
     return gr.Markdown("\n\n".join(f"⏳ {line}" for line in lines), visible=bool(lines))
 
 
+def collection_choices(services: Services, private: PrivateCollections, model: str | None, session: str | None) -> list:
+    """The catalog's collections for `model`, and the visitor's own pictures if indexed with `model`."""
+    catalog = services.catalog
+    choices = list(catalog.collections(model)) if model in catalog.search_models() else []
+    mine = private.of_session(session)
+    return choices + ([(mine.label(), mine.handle)] if mine and mine.model == model else [])
+
+
+def your_pictures_panel() -> dict:
+    """The "Your pictures" accordion's components, by name."""
+    with gr.Accordion("Your pictures: search your own collection", open=False, elem_id="your-pictures"):
+        gr.Markdown(f"Upload {LIMITS_TEXT}. They are indexed with the model chosen above, for you only: no other "
+                    "visitor can see or search them, and they are freed when you close the page (or after "
+                    f"{IDLE_S // 60} minutes without use).")
+        uploads = gr.File(label="Your pictures or one zip", file_count="multiple", file_types=["image", ".zip"],
+                          elem_id="your-pictures-files")
+        with gr.Row():
+            start = gr.Button("Build my collection", variant="secondary", elem_id="your-pictures-build")
+            forget = gr.Button("Forget my pictures", visible=False, size="sm")
+        status = gr.Markdown(elem_id="your-pictures-status")
+        skipped = gr.Dataframe(headers=["file", "why it was skipped"], visible=False, wrap=True, interactive=False,
+                               elem_id="your-pictures-skipped")
+    return {"uploads": uploads, "start": start, "forget": forget, "status": status, "skipped": skipped}
+
+
+def wire_your_pictures(services: Services, private: PrivateCollections, panel: dict, model, collection) -> None:
+    """Build / forget in the UI, the same from the API (/build_collection, /forget_collection), and the
+    collection freed when the page closes."""
+    outputs = [panel["status"], panel["skipped"], collection, panel["forget"]]
+
+    @visitor_errors
+    def on_build(files, m, request: gr.Request, progress=gr.Progress()):
+        def embedded(done: int, total: int) -> None:
+            progress((done, total), desc="Embedding your pictures", unit="images")
+
+        def waiting(ahead: int) -> None:
+            progress(0.0, desc=f"Queued: waiting for {ahead} other {'build' if ahead == 1 else 'builds'} to finish "
+                               "(the server indexes one collection at a time); yours starts right after.")
+
+        try:
+            mine = build_private(services, private, request.session_hash, files, m, embedded, waiting)
+        except NothingIndexed as e:  # show every reason, not only an error toast
+            return f"⚠️ {e}", gr.Dataframe([[s.file, s.reason] for s in e.skipped], visible=True), gr.skip(), gr.skip()
+        rows = [[s.file, s.reason] for s in mine.skipped]
+        choices = collection_choices(services, private, mine.model, request.session_hash)
+        return (build_summary(mine), gr.Dataframe(rows, visible=bool(rows)),
+                gr.Dropdown(choices=choices, value=mine.handle), gr.Button(visible=True))
+
+    def on_forget(m, request: gr.Request):
+        private.forget(request.session_hash)
+        choices = collection_choices(services, private, m, None)
+        return ("Your pictures were removed from the server.", gr.Dataframe(visible=False),
+                gr.Dropdown(choices=choices, value=choices[0] if choices else None), gr.Button(visible=False))
+
+    def on_unload(request: gr.Request) -> None:  # the page was closed: its pictures go with it
+        private.forget(request.session_hash)
+
+    panel["start"].click(on_build, [panel["uploads"], model], outputs, api_visibility="private",
+                         concurrency_limit=BUILDS_WAITING, concurrency_id="private-builds")
+    panel["forget"].click(on_forget, model, outputs, api_visibility="private")
+    gr.context.Context.root_block.unload(on_unload)
+
+    def build_collection(files: list[FileData], model: str = "", request: gr.Request = None) -> dict:
+        """Index your pictures (up to 200 image files, or one zip of them of at most 50 MB) with a search
+        model (empty: the default), privately: returns {collection, model, pictures, skipped: [{file, reason}],
+        seconds}. collection is a handle valid for this client's session only: pass it as /search's collection.
+        Building again replaces the previous collection; it is freed when the client closes or after 30
+        minutes without use."""
+        session = request.session_hash if request else None
+        mine = visitor_errors(build_private)(services, private, session, files, model)
+        return {"collection": mine.handle, "model": mine.model, "pictures": mine.count,
+                "skipped": [{"file": s.file, "reason": s.reason} for s in mine.skipped],
+                "seconds": round(mine.seconds, 3)}
+
+    def forget_collection(request: gr.Request = None) -> bool:
+        """Free this client's private collection now; true if there was one."""
+        return private.forget(request.session_hash if request else None)
+
+    gr.api(build_collection, api_name="build_collection", concurrency_limit=BUILDS_WAITING,
+           concurrency_id="private-builds")
+    gr.api(forget_collection, api_name="forget_collection")
+
+
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example query, searched once) is shown on arrival."""
     catalog = services.catalog
@@ -191,19 +279,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                     clear = gr.ClearButton([query, image], value="Clear")
                 notes = gr.Markdown()
                 download = gr.DownloadButton("Download results (JSON)", size="sm", elem_id="search-download")
-                with gr.Accordion("Your pictures: search your own collection", open=False, elem_id="your-pictures"):
-                    gr.Markdown(f"Upload {LIMITS_TEXT}. They are indexed with the model chosen above, for you only: "
-                                "no other visitor can see or search them, and they are freed when you close the page "
-                                "(or after 30 minutes without use).")
-                    uploads = gr.File(label="Your pictures or one zip", file_count="multiple",
-                                      file_types=["image", ".zip"], elem_id="your-pictures-files")
-                    with gr.Row():
-                        build_button = gr.Button("Build my collection", variant="secondary",
-                                                 elem_id="your-pictures-build")
-                        forget = gr.Button("Forget my pictures", visible=False, size="sm")
-                    built = gr.Markdown(elem_id="your-pictures-status")
-                    skipped = gr.Dataframe(headers=["file", "why it was skipped"], visible=False, wrap=True,
-                                           interactive=False, elem_id="your-pictures-skipped")
+                panel = your_pictures_panel()
             with gr.Column(scale=3):
                 gallery = gr.Gallery(label="Results (click one to see why it matched)", columns=4, height=560,
                                      object_fit="contain", elem_id="search-results")
@@ -217,12 +293,6 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         gr.Examples(EXAMPLE_QUERIES, inputs=[query], label="Example queries",
                     example_labels=[label for _, label in EXAMPLES])
         last = gr.State(None)  # this visitor's last search: model, query and hit images, for explanations
-
-        def collection_choices(m: str | None, session: str | None) -> list:
-            """The catalog's collections for model `m`, and the visitor's own pictures if indexed with `m`."""
-            choices = list(catalog.collections(m)) if m in models else []
-            mine = private.of_session(session)
-            return choices + ([(mine.label(), mine.handle)] if mine and mine.model == m else [])
 
         def search_outputs(q, img, k_, m, c, session: str | None):
             result, used, mine = search_in(services, q, img, k_, m, c, private, session)
@@ -247,37 +317,12 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             return (*shown, download.move_resource_to_block_cache(path))
 
         @visitor_errors
-        def on_build(files, m, request: gr.Request, progress=gr.Progress()):
-            def embedded(done: int, total: int) -> None:
-                progress((done, total), desc="Embedding your pictures", unit="images")
-
-            def waiting(ahead: int) -> None:
-                progress(0.0, desc=f"Queued: {ahead} other {'build runs' if ahead == 1 else 'builds are'} ahead of "
-                                   "yours (one build at a time); yours starts as soon as the server is free.")
-
-            try:
-                mine = build_private(services, private, request.session_hash, files, m, embedded, waiting)
-            except NothingIndexed as e:  # show every reason, not only an error toast
-                return (f"⚠️ {e}", gr.Dataframe([[s.file, s.reason] for s in e.skipped], visible=True), gr.skip(),
-                        gr.skip())
-            rows = [[s.file, s.reason] for s in mine.skipped]
-            return (build_summary(mine), gr.Dataframe(rows, visible=bool(rows)),
-                    gr.Dropdown(choices=collection_choices(mine.model, request.session_hash), value=mine.handle),
-                    gr.Button(visible=True))
-
-        def on_forget(m, request: gr.Request):
-            private.forget(request.session_hash)
-            choices = collection_choices(m, None)
-            return ("Your pictures were removed from the server.", gr.Dataframe(visible=False),
-                    gr.Dropdown(choices=choices, value=choices[0] if choices else None), gr.Button(visible=False))
-
-        @visitor_errors
         def on_select(state, evt: gr.SelectData):
             picture, words, note = explain_hit(services, state, evt.index)
             return picture, words, note, gr.Accordion(open=True)
 
         def on_model(m, request: gr.Request):
-            choices = collection_choices(m, request.session_hash)
+            choices = collection_choices(services, private, m, request.session_hash)
             return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
 
         inputs = [query, image, k, model, collection]
@@ -285,13 +330,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             trigger(on_search, inputs, [gallery, notes, last, download], api_visibility="private")
         gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
-        build_button.click(on_build, [uploads, model], [built, skipped, collection, forget], api_visibility="private",
-                           concurrency_limit=BUILDS_WAITING, concurrency_id="private-builds")
-        forget.click(on_forget, model, [built, skipped, collection, forget], api_visibility="private")
-        def on_unload(request: gr.Request) -> None:  # the page was closed: its pictures go with it
-            private.forget(request.session_hash)
-
-        gr.context.Context.root_block.unload(on_unload)
+        wire_your_pictures(services, private, panel, model, collection)
         arrival = worked_answer(warm, "search worked answer", [gallery, notes, last, download],  # hits can be explained
                                 worked, models=[model.value], task="search")
 
@@ -316,27 +355,6 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             ]
 
         gr.api(search, api_name="search", concurrency_limit=4)
-
-        def build_collection(files: list[FileData], model: str = "", request: gr.Request = None) -> dict:
-            """Index your pictures (up to 200 image files, or one zip of them of at most 50 MB) with a search
-            model (empty: the default), privately: returns {collection, model, pictures, skipped: [{file, reason}],
-            seconds}. collection is a handle valid for this client's session only: pass it as /search's collection.
-            Building again replaces the previous collection; it is freed when the client closes or after 30
-            minutes without use."""
-            session = request.session_hash if request else None
-            mine = visitor_errors(build_private)(services, private, session, files, model)
-            return {"collection": mine.handle, "model": mine.model, "pictures": mine.count,
-                    "skipped": [{"file": s.file, "reason": s.reason} for s in mine.skipped],
-                    "seconds": round(mine.seconds, 3)}
-
-        gr.api(build_collection, api_name="build_collection", concurrency_limit=BUILDS_WAITING,
-               concurrency_id="private-builds")
-
-        def forget_collection(request: gr.Request = None) -> bool:
-            """Free this client's private collection now; true if there was one."""
-            return private.forget(request.session_hash if request else None)
-
-        gr.api(forget_collection, api_name="forget_collection")
 
         def explain_api(image: FileData | None = None, text: str = "", model: str = "", method: str = "auto") -> dict:
             """Where text matches in image, and which of its words mattered. Returns {heatmap: 6x6 list of

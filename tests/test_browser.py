@@ -158,6 +158,11 @@ def test_your_pictures_in_the_browser(app_url, page, tmp_path):
         picture(300 + i, (400, 300)).save(files[-1])
     page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
     page.locator("#search-results img").first.wait_for(timeout=30_000)  # the worked answer is there
+    with page.expect_download(timeout=30_000) as download:  # its results, as JSON, before anything is clicked
+        page.locator("#search-download").click()
+    arrival = json.loads(Path(download.value.path()).read_text())
+    assert arrival["query"] == "a dog on a blue background" and len(arrival["results"]) == 12
+    assert arrival["results"][0]["rank"] == 1 and arrival["results"][0]["file_name"] is None
     page.get_by_text("Your pictures: search your own collection").click()
     page.locator("#your-pictures-files input[type=file]").set_input_files([str(f) for f in files])
     page.locator("#your-pictures-files").get_by_text("my-photo-4.png").wait_for(timeout=30_000)

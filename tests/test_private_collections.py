@@ -293,7 +293,7 @@ def test_two_concurrent_sessions_cannot_see_each_others_collections(app_url, tmp
         paths[n] = [write(folders[n], name, png_bytes(img)) for name, img in pics.items()]
     jobs = {n: c.submit([handle_file(str(p)) for p in paths[n]], "", api_name="/build_collection")
             for n, c in (("a", a), ("b", b))}
-    built = {n: job.result(timeout=120) for n, job in jobs.items()}  # both built at the same time
+    built = {n: job.result(timeout=600) for n, job in jobs.items()}  # both built at the same time
     assert built["a"]["collection"] != built["b"]["collection"]
     for me, other, client in (("a", "b", a), ("b", "a", b)):
         hits = client.predict("a picture", None, 50, "", built[me]["collection"], api_name="/search")
@@ -341,3 +341,31 @@ def test_api_build_refuses_nothing_and_unreadable(app_url, tmp_path):
     with pytest.raises(AppError, match="Unknown model"):
         _build(client, [write(tmp_path, "p.png", png_bytes(picture(1)))], model="no-such-model")
     client.close()
+
+
+def test_results_json_for_bundled_and_private_collections(encoder, tmp_path):
+    import json
+
+    from core.catalog import load_catalog
+    from core.services import Services
+    from tabs.search import KEEP_DOWNLOADS, result_rows, results_json, search_in
+
+    services = Services(load_catalog())
+    result, model, mine = search_in(services, "a dog", None, 4, "", "")
+    assert mine is None
+    rows = result_rows(result, model, mine)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4] and all(r["file_name"] is None and r["model"] == model for r in rows)
+    reg = private.PrivateCollections()
+    files = [str(write(tmp_path, f"p{i}.png", png_bytes(picture(i)))) for i in range(3)]
+    handle = reg.build("s", files, services.encoder(model), model, [tmp_path]).handle
+    result, used, mine = search_in(services, "a dog", None, 3, "", handle, reg, "s")
+    assert used == model and mine.handle == handle
+    folder = reg.folder("s")
+    for _ in range(KEEP_DOWNLOADS + 2):
+        path = results_json(folder, "a dog", used, mine.label(), result_rows(result, used, mine))
+    saved = json.loads(path.read_text())
+    assert {r["file_name"] for r in saved["results"]} == {"p0.png", "p1.png", "p2.png"}
+    assert saved["model"] == model and saved["collection"] == "your pictures (3 pictures)"
+    assert len(list(folder.iterdir())) == KEEP_DOWNLOADS + 1  # older downloads are pruned
+    with pytest.raises(InputError, match="not available in this session"):
+        search_in(services, "a dog", None, 3, "", handle, reg, "another session")
