@@ -291,7 +291,7 @@ def decode(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("The picture has too many pixels (a decompression bomb?); our limit is 40 megapixels.") from None
     except Exception:  # noqa: BLE001 - any failure to parse a header means the same to the visitor
-        raise InputError(f"This file is not a picture we can read ({FORMATS_TEXT}).") from None
+        raise InputError(f"This file is not an image we can read ({FORMATS_TEXT}).") from None
     w, h = img.size
     check_image_size(w, h)  # before decoding: a bomb stops here
     if img.format == "JPEG" and max(w, h) > 2 * EMBED_MAX_SIDE:
@@ -299,8 +299,8 @@ def decode(data: bytes) -> Image.Image:
     try:
         picture = load_image(img)
     except InputError:
-        raise InputError(f"The file is damaged or cut short: its header says a {w}×{h} {img.format} picture, "
-                         "but its pixels cannot be decoded.") from None
+        raise InputError(f"This file is not an image we can read: it is damaged or cut short (its header says a "
+                         f"{w}×{h} {img.format} picture, but its pixels cannot be decoded).") from None
     if max(picture.size) > EMBED_MAX_SIDE:
         picture.thumbnail((EMBED_MAX_SIDE, EMBED_MAX_SIDE), Image.Resampling.BICUBIC)
     return picture

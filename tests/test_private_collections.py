@@ -73,7 +73,7 @@ def bad_zip(folder: Path, good: dict[str, bytes]) -> Path:
 
 # Every kind of bad input and the words its reason must contain.
 EXPECTED_REASONS = {
-    "notes.png": "not a picture we can read",
+    "notes.png": "not an image we can read",
     "cut.png": "damaged or cut short",
     "bomb.png": "too many pixels",  # 400 megapixels claimed: Pillow's own guard
     "big.png": "above our limit of 40 megapixels",  # 64 megapixels claimed: our header check
@@ -336,7 +336,7 @@ def test_api_build_refuses_nothing_and_unreadable(app_url, tmp_path):
     client = _client(app_url)
     with pytest.raises(AppError, match="Upload some pictures"):
         client.predict([], "", api_name="/build_collection")
-    with pytest.raises(AppError, match="None of your 1 files could be indexed.*not a picture"):
+    with pytest.raises(AppError, match="None of your 1 files could be indexed.*not an image"):
         _build(client, [write(tmp_path, "notes.png", b"not a picture")])
     with pytest.raises(AppError, match="Unknown model"):
         _build(client, [write(tmp_path, "p.png", png_bytes(picture(1)))], model="no-such-model")
