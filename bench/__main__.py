@@ -9,6 +9,7 @@
     python -m bench --only explanations # explanation maps on the demo world: pointing, agreement
     python -m bench --only gradio_overhead  # where a /search call's time goes: gradio_client, sessions, the app
     python -m bench --only demo_models  # the bundled models at a visitor's pace: upload, query, caption
+    python -m bench --only private_collections  # your pictures: 200 photos indexed, time and memory per session
 
 Benchmarks are not tests: CI runs a small smoke version only (tests/test_bench.py).
 """
@@ -19,14 +20,15 @@ import json
 from pathlib import Path
 
 from bench import save_result
-from bench import (demo_models, explanations, first_minute, gradio_overhead, ray_embedding, real_architectures,
-                   rehearsal, scale, search_latency, throughput)
+from bench import (demo_models, explanations, first_minute, gradio_overhead, private_collections, ray_embedding,
+                   real_architectures, rehearsal, scale, search_latency, throughput)
 
 RESULTS = Path("bench/results")
 BENCHES = {"search_latency": search_latency.run, "throughput": throughput.run, "scale": scale.run,
            "first_minute": first_minute.run, "ray_embedding": ray_embedding.run, "rehearsal": rehearsal.run,
            "real_architectures": real_architectures.run, "explanations": explanations.run,
-           "gradio_overhead": gradio_overhead.run, "demo_models": demo_models.run}
+           "gradio_overhead": gradio_overhead.run, "demo_models": demo_models.run,
+           "private_collections": private_collections.run}
 
 
 def _met(ok: bool) -> str:
@@ -60,7 +62,8 @@ def render() -> str:
                       ("throughput", throughput_markdown),
                       ("scale", scale.markdown), ("ray_embedding", ray_embedding.markdown),
                       ("rehearsal", rehearsal.markdown), ("real_architectures", real_architectures.markdown),
-                      ("explanations", explanations.markdown)):
+                      ("explanations", explanations.markdown),
+                      ("private_collections", private_collections.markdown)):
         path = RESULTS / f"{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())

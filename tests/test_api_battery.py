@@ -19,6 +19,7 @@ CALLS = {
     "/explain": lambda f: (f, "a dog", ""),
     "/categorise": lambda f: (f, "", "", "descriptive"),
     "/caption": lambda f: (f, "", 2),
+    "/build_collection": lambda f: ([f], ""),  # your pictures: one file that fails says why, like the others
 }
 
 

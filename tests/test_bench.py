@@ -131,3 +131,18 @@ def test_gradio_overhead_smoke():
     md = gradio_overhead.markdown({"date": "now", "only": "ping", **r})
     assert md.startswith("## API overhead") and '--only "ping"' in md
     assert "| full ping, queue protocol | +1.0 | +1.5 ± 1.0 |" in md and "full: 129 blocks, 7.00 ms" in md
+
+
+@pytest.mark.slow
+def test_private_collections_benchmark_smoke(tmp_path):
+    """The your-pictures bench on four small photos with the default model: timed, memory sampled, rendered."""
+    from bench import private_collections as bench
+    from core.catalog import load_catalog
+
+    bench.make_photos(tmp_path, 4, size=(256, 192))
+    m = bench.measure_one(load_catalog().search_models()[0], tmp_path, repeats=1)
+    assert m["pictures"] == 4 and m["median_s"] > 0 and m["held_mb"] > 0 and m["peak_extra_rss_mb"] >= 0
+    r = {"date": "now", "pictures": 4, "size": "256x192", "jpeg_mb_total": 0.1, "repeats": 1, "models": [m],
+         "end_to_end": {"model": m["model"], "pictures": 4, "total_s": 1.0, "build_s": 0.5}, "goal_s": 20.0,
+         "load_average_1min": [0.0, 0.0]}
+    assert "Your pictures" in bench.markdown(r) and "met" in bench.markdown(r)
