@@ -70,6 +70,14 @@ def load_split(spec: DatasetSpec, config: str, split: str, *, sample: int | None
     return data
 
 
+def load_splits(spec, config: str, split: str, sample: int | None = None):
+    """One split, or several joined by "+" ("test+heldout": one collection of both, in that order)."""
+    import datasets as ds
+
+    parts = [load_split(spec, config, s, sample=sample) for s in split.split("+")]
+    return parts[0] if len(parts) == 1 else ds.concatenate_datasets(parts)
+
+
 def _parquet(folder: Path, pattern: str, spec: DatasetSpec, split: str):
     import datasets as ds
 

@@ -44,7 +44,7 @@ from core.services import Services
 from core.sources import describe, resolve
 from demo_world.corpus import load_split, pil_images, undecoded
 from evaluation.retrieval import recall_at_k
-from pipelines.build_index import embed_images
+from core.indexing import embed_images
 
 log = logging.getLogger(__name__)
 

@@ -140,6 +140,7 @@ tiny = "{corpus}"
 
 
 def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, tiny_corpus, monkeypatch):
+    import core.indexing as indexing
     import pipelines.build_index as build_index
 
     catalog = _build_catalog(tmp_path, tiny_corpus)
@@ -151,7 +152,7 @@ def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, t
         assert gate.wait(60)
         return real_rows(*args, **kwargs)
 
-    monkeypatch.setattr(build_index, "embed_rows", slow_embed)
+    monkeypatch.setattr(indexing, "embed_rows", slow_embed)
     with pytest.raises(IndexNotReady, match="(?i)the built here index for demo-clip.*Other collections"):
         services.index("demo-clip", "built here")
     # meanwhile, every other collection keeps working
