@@ -98,6 +98,15 @@ class Services:
     def loaded_models(self) -> list[str]:
         return [str(k) for k in self._encoders.keys()]
 
+    def ready(self, model: str, collection: str | None = None) -> bool:
+        """Whether `model` (and its index of `collection`) answers now, with no download or build to wait for."""
+        if model not in self._encoders.keys():
+            return False
+        if collection is None or (model, collection) in self._indexes.keys():
+            return True
+        spec = self.catalog.index(model, collection)
+        return bool(spec.build and self.builds.built(spec))
+
     def _load_encoder(self, spec):
         from models.registry import create_model, family_files
 

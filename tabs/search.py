@@ -29,6 +29,7 @@ EXAMPLES = [
 EXAMPLE_QUERIES = [q for q, _ in EXAMPLES]
 MAX_K = 50
 DEFAULT_K = 12
+REAL_EXAMPLE_QUERY = "a dog running through the grass"  # the worked answer on a collection of real photos
 
 
 def run_search(services: Services, query: str | None, image, k, model: str | None, collection: str | None) -> SearchResult:
@@ -94,6 +95,27 @@ def _data_uri(data: bytes) -> str:
 
 def _unseen_label(hit) -> str:
     return f" · 🆕 never seen in training: {', '.join(hit.unseen)}" if hit.unseen else ""
+
+
+def arrival_answers(services: Services, on_search, model: str | None, collection: str | None) -> tuple:
+    """(compute, models) of the worked answer, plus (real, ready) when the default model is not bundled: then the
+    bundled world answers on arrival, saying what is loading, until the default model and collection are ready."""
+    bundled = services.catalog.bundled("search")
+    if not model or bundled in (None, model):
+        return (lambda: (*on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model, collection), EXAMPLE_QUERIES[0]),
+                [model])
+    there = services.catalog.collections(bundled)[0]
+    loading = (f"⏳ **{model}** on **{collection}** is loading (a download, and on a first start the collection's "
+               f"index, built once). Until it is ready this example comes from the bundled demo world ({bundled}, "
+               f"{there}); reload the page then to see it on real photos.")
+
+    def meanwhile():
+        gallery, notes, state = on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, bundled, there)
+        return gallery, loading + "\n\n" + notes, state, EXAMPLE_QUERIES[0]
+
+    return (meanwhile, [bundled, model],
+            lambda: (*on_search(REAL_EXAMPLE_QUERY, None, DEFAULT_K, model, collection), REAL_EXAMPLE_QUERY),
+            lambda: services.ready(model, collection))
 
 
 def build_status(services: Services) -> dict:
@@ -167,9 +189,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             trigger(on_search, inputs, [gallery, notes, last], api_visibility="private")
         gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
-        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last],  # its hits can be explained
-                                lambda: on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model.value, collection.value),
-                                models=[model.value], task="search")
+        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last, query],  # hits can be explained
+                                *arrival_answers(services, on_search, model.value, collection.value), task="search")
 
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
