@@ -2,6 +2,7 @@
 
     python app.py                      # the bundled demo catalog, offline, on http://127.0.0.1:7860
     python app.py --catalog catalog.hub.toml   # real models from the Hugging Face Hub
+    SPACE_ID=local/vl-studio python app.py     # what a Space runs: catalog.hub.toml, real models first
 """
 from __future__ import annotations
 
@@ -128,7 +129,8 @@ def launch(demo: gr.Blocks, warm: WarmStart, **kwargs) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Launch Vision-Language Studio.")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $VLSTUDIO_CATALOG or catalog.toml)")
+    p.add_argument("--catalog", default=None, help="catalog file (default: $VLSTUDIO_CATALOG, else catalog.hub.toml on a Space "
+                   "($SPACE_ID set), else catalog.toml)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = p.parse_args(argv)

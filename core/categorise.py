@@ -42,9 +42,11 @@ class Categorisation:
         return self.margin < DOUBT_MARGIN
 
 
-def class_embeddings(encoder, labels: list[str], style: str) -> tuple[np.ndarray, dict[str, list[str]]]:
-    prompts = prompts_for(labels, style)
-    key = (encoder.name, encoder.revision, tuple(labels), style)
+def class_embeddings(encoder, labels: list[str], style: str, catalogue=None) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """(C, D) class embeddings and the prompts behind them: a catalogue's (`core.catalog.CatalogueSpec`) in
+    `style`, else the demo world's prompts for `labels`."""
+    prompts = catalogue.prompts(style) if catalogue is not None else prompts_for(labels, style)
+    key = (encoder.name, encoder.revision, tuple((c, tuple(p)) for c, p in prompts.items()))
     return _class_cache.get(key, lambda: build_zero_shot_classifier(encoder, prompts)), prompts
 
 
@@ -56,10 +58,13 @@ def _ranked(labels: list[str], p: np.ndarray) -> tuple[dict[str, float], float]:
 
 
 def categorise(model, image: Image.Image, labels: list[str] | None, style: str, heatmap: bool = True,
-               method: str = "auto") -> Categorisation:
-    """`labels=None` means the catalogue's categories; `style` is "descriptive" or "bare" (custom labels
-    always use the bare templates); `method` is the heat-map's (`core.explain.METHODS`)."""
+               method: str = "auto", catalogue=None) -> Categorisation:
+    """`labels=None` means the catalogue's categories (`catalogue`, a `core.catalog.CatalogueSpec`; None: the demo
+    world's); `style` is "descriptive" or "bare" (custom labels always use the bare templates); `method` is the
+    heat-map's (`core.explain.METHODS`)."""
     if hasattr(model, "predict_proba"):  # a supervised classifier knows only its own classes
+        if labels is None and catalogue is not None:
+            labels = catalogue.classes
         if labels is not None and [x.casefold() for x in labels] != [c.casefold() for c in model.classes]:
             raise InputError(f"{model.name} is a supervised classifier: it only knows the catalogue's categories. "
                              "Choose a zero-shot model to use your own labels.")
@@ -69,8 +74,12 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
         score = lambda ims: np.log(model.predict_proba(ims)[:, top] + 1e-9)  # noqa: E731
         return Categorisation(probs, margin, {}, occlusion_map(score, image) if heatmap else None,
                               heatmap_method="occlusion" if heatmap else "")
-    labels = labels or catalogue_classes()
-    class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    if labels is None and catalogue is not None:
+        labels = catalogue.classes
+        class_emb, prompts = class_embeddings(model, labels, style, catalogue)
+    else:
+        labels = labels or catalogue_classes()
+        class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
     image_emb = model.encode_image([image])  # (1, D)
     p = zero_shot_probs(image_emb, class_emb, model.logit_scale)[0]
     probs, margin = _ranked(labels, p)

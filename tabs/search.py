@@ -98,12 +98,12 @@ def _unseen_label(hit) -> str:
 
 
 def arrival_answers(services: Services, on_search, model: str | None, collection: str | None) -> tuple:
-    """(compute, models) of the worked answer, plus (real, ready) when the default model is not bundled: then the
+    """worked_answer's compute and models, plus real and ready when the default model is not bundled: then the
     bundled world answers on arrival, saying what is loading, until the default model and collection are ready."""
     bundled = services.catalog.bundled("search")
     if not model or bundled in (None, model):
-        return (lambda: (*on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model, collection), EXAMPLE_QUERIES[0]),
-                [model])
+        return {"compute": lambda: (*on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model, collection),
+                                    EXAMPLE_QUERIES[0]), "models": [model]}
     there = services.catalog.collections(bundled)[0]
     loading = (f"⏳ **{model}** on **{collection}** is loading (a download, and on a first start the collection's "
                f"index, built once). Until it is ready this example comes from the bundled demo world ({bundled}, "
@@ -113,9 +113,9 @@ def arrival_answers(services: Services, on_search, model: str | None, collection
         gallery, notes, state = on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, bundled, there)
         return gallery, loading + "\n\n" + notes, state, EXAMPLE_QUERIES[0]
 
-    return (meanwhile, [bundled, model],
-            lambda: (*on_search(REAL_EXAMPLE_QUERY, None, DEFAULT_K, model, collection), REAL_EXAMPLE_QUERY),
-            lambda: services.ready(model, collection))
+    return {"compute": meanwhile, "models": [bundled, model],
+            "real": lambda: (*on_search(REAL_EXAMPLE_QUERY, None, DEFAULT_K, model, collection), REAL_EXAMPLE_QUERY),
+            "ready": lambda: services.ready(model, collection)}
 
 
 def build_status(services: Services) -> dict:
@@ -190,7 +190,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
         arrival = worked_answer(warm, "search worked answer", [gallery, notes, last, query],  # hits can be explained
-                                *arrival_answers(services, on_search, model.value, collection.value), task="search")
+                                **arrival_answers(services, on_search, model.value, collection.value), task="search")
 
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = ""
