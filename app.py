@@ -121,10 +121,19 @@ def _wire_warm_notice(demo: gr.Blocks, warm: WarmStart, line: gr.Markdown) -> No
     timer.tick(status, None, [line, timer], concurrency_limit=None, show_progress="hidden", api_visibility="private")
 
 
-def launch(demo: gr.Blocks, warm: WarmStart, **kwargs) -> None:
-    """Start the server, then the warm start in the background (the server answers meanwhile)."""
+EVALUATE_ENV = "VLSTUDIO_EVALUATE"  # "0": the app does not measure its Hub models itself
+
+
+def launch(demo: gr.Blocks, warm: WarmStart, services: Services | None = None, **kwargs) -> None:
+    """Start the server, then the warm start in the background (the server answers meanwhile), then, once the warm
+    start is done, the app's own measurements of its Hub models (`core.evaluations`, low priority)."""
+    import threading
+
     demo.launch(prevent_thread_lock=True, **kwargs)
     warm.start()
+    if services is not None and os.environ.get(EVALUATE_ENV, "1") != "0":
+        threading.Thread(target=lambda: (warm.wait(), services.evaluations.start()), name="evaluations-start",
+                         daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     catalog = load_catalog(args.catalog)
     services, warm = Services(catalog), WarmStart()
     demo = build_demo(catalog, services, warm)
-    launch(demo, warm, server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
+    launch(demo, warm, services, server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
     demo.block_thread()
 
 

@@ -107,6 +107,7 @@ class Catalog:
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     defaults: dict[str, dict] = field(default_factory=dict)  # task -> {"model", "collection" | "catalogue"}
     extra_catalogues: dict[str, CatalogueSpec] = field(default_factory=dict)  # beside the demo world's
+    evaluations_source: str | None = None  # a results repo the app reads before measuring (core.evaluations)
 
     def catalogue_names(self) -> list[str]:
         """The catalogues Categorise offers, the default first, then the demo world's."""
@@ -190,6 +191,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     datasets: dict[str, DatasetSpec] = {}
     defaults: dict[str, dict] = {}
     catalogues: dict[str, CatalogueSpec] = {}
+    evaluations_source = None
     for inc in data.get("include", []):  # e.g. the hub catalog includes the demo one
         sub = load_catalog(base / inc)
         models |= sub.models
@@ -197,6 +199,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
         datasets |= sub.datasets
         defaults |= sub.defaults
         catalogues |= sub.extra_catalogues
+        evaluations_source = sub.evaluations_source or evaluations_source
     for name, m in data.get("models", {}).items():
         try:
             models[name] = ModelSpec(
@@ -221,7 +224,9 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     defaults |= _defaults(data.get("defaults", {}), models, indexes, path)
     if (wanted := defaults.get("categorise", {}).get("catalogue")) and wanted not in catalogues | {DEMO_CATALOGUE: 0}:
         raise CatalogError(f"{path}: the default catalogue {wanted!r} is not defined under [catalogues].")
-    return Catalog(models, tuple(indexes), path, datasets, defaults, catalogues)
+    if source := data.get("evaluations", {}).get("source"):
+        evaluations_source = _source(source, base)
+    return Catalog(models, tuple(indexes), path, datasets, defaults, catalogues, evaluations_source)
 
 
 def _catalogue(name: str, value: dict, path: Path) -> CatalogueSpec:

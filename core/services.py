@@ -83,6 +83,16 @@ class Services:
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
         self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)
+        self._evaluations = None
+
+    @property
+    def evaluations(self):
+        """The app's own measurements of its Hub models (`core.evaluations`), started by `app.launch`."""
+        if self._evaluations is None:
+            from core.evaluations import Evaluations
+
+            self._evaluations = Evaluations(self, published=self.catalog.evaluations_source)
+        return self._evaluations
 
     def encoder(self, name: str):
         """The catalog model `name`, loaded once: an encoder, a captioner or a classifier, by its family."""
