@@ -118,6 +118,9 @@ class IndexBuilds:
 
     # ------------------------------------------------------------------------------------------------ worker
     def _run(self) -> None:
+        from core.evaluations import lower_priority
+
+        lower_priority()  # visitors' requests first: a build only takes the CPU time they leave
         while True:
             with self._lock:
                 if not self._queue:
