@@ -254,3 +254,31 @@ def test_a_space_serves_the_hub_catalog_by_default(monkeypatch):
     assert {"dual-minilm-cnn", "demo-clip"} <= set(catalog.search_models()) and catalog.bundled("caption")
     monkeypatch.setenv("VLSTUDIO_CATALOG", str(DEFAULT_CATALOG))  # told otherwise
     assert load_catalog().path == DEFAULT_CATALOG
+
+
+def test_worked_answers_are_the_bundled_worlds_until_the_real_default_is_ready(hub_catalog, tmp_path):
+    """A Space's tabs open on Hub models: on arrival, the bundled world answers with a line saying what is
+    loading; once the default model and collection are ready, a page load shows the real collection's picture."""
+    from app import build_demo
+    from core.services import IndexNotReady
+    from core.warmup import WarmStart
+    from tabs.search import EXAMPLE_QUERIES, REAL_EXAMPLE_QUERY
+
+    services = Services(hub_catalog, index_dir=tmp_path / "indexes")
+    demo = build_demo(hub_catalog, services, WarmStart())
+    on_load = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_load"]
+    search, categorise, caption = [fn() for fn in on_load[:3]]
+    assert search[3] == EXAMPLE_QUERIES[0] and "is loading" in search[1] and "hub-clip" in search[1]
+    assert "are loading" in categorise[2] and categorise[4:] == ["dual-minilm-cnn", "demo products"]
+    assert "are loading" in caption[5] and caption[4] == "demo-captioner"
+
+    for collection in ("Flickr8k (test split)", "Fashion products"):
+        with pytest.raises(IndexNotReady):
+            services.index("hub-clip", collection)
+    assert services.builds.wait(600)
+    services.encoder("hub-captioner")
+    search, categorise, caption = [fn() for fn in on_load[:3]]
+    assert search[3] == REAL_EXAMPLE_QUERY and "is loading" not in search[1] and search[2]["model"] == "hub-clip"
+    assert "loading" not in categorise[2] and categorise[4:] == ["hub-clip", "fashion: master"]
+    assert set(categorise[0]["confidences"][i]["label"] for i in range(3)) == {"Apparel", "Accessories", "Footwear"}
+    assert caption[4] == "hub-captioner" and caption[5] == ""
