@@ -61,11 +61,15 @@ def default_eval_dir() -> Path:
     return Path(constants.HF_HOME) / "vlstudio-evaluations"
 
 
+NICE_ENV = "VLSTUDIO_BACKGROUND_NICE"
+BACKGROUND_NICE = 10  # a request thread (nice 0) gets ~90% of a CPU both want; 19 would starve the work on a busy host
+
+
 def lower_priority() -> None:
     """Make the calling thread (and the torch/OpenMP workers it starts) yield the CPUs to visitors' requests
     (Linux: a thread is a task with its own nice value, inherited by the threads it creates)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(os.environ.get(NICE_ENV, BACKGROUND_NICE)))
     except (AttributeError, OSError) as e:  # not Linux, or not allowed: run at normal priority
         log.info("background work runs at normal priority (%s)", e)
 

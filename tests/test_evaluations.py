@@ -141,6 +141,9 @@ def test_the_app_measures_its_hub_models_in_the_background(hub_catalog, tmp_path
 
     for kind in ev_mod.MEASURES:
         monkeypatch.setitem(ev_mod.MEASURES, kind, never)
+    from evaluation.evaluate import evaluate_catalog  # the offline command: same code, same files, same keys
+
+    assert evaluate_catalog(Services(hub_catalog, index_dir=tmp_path / "indexes"), tmp_path / "evals") == 0
     again = ev_mod.Evaluations(Services(hub_catalog, index_dir=tmp_path / "indexes"), tmp_path / "evals")
     again.run_all(wait_for_indexes=120)
     assert {s.state for s in again.statuses()} == {"stored"}
