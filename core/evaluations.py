@@ -195,7 +195,8 @@ class Evaluations:
         return self._thread
 
     def running(self) -> bool:
-        return any(s.state in ("waiting", "running") for s in self.statuses()) and self._thread is not None
+        """Whether a measurement is still to come (waiting for its index, or running)."""
+        return any(s.state in ("waiting", "running") for s in self.statuses())
 
     def statuses(self) -> list[Status]:
         with self._lock:
@@ -254,6 +255,9 @@ class Evaluations:
 
     def _measure(self, status: Status) -> None:
         job = status.job
+        build = self.services.builds.status(self.catalog.index(job.index_model, job.collection))
+        if build is not None and build.state == "failed":  # asking again would start yet another build
+            raise RuntimeError(f"its index could not be built: {build.error}")
         index = self.services.index(job.index_model, job.collection)  # IndexNotReady while it is being built
         model = self.services.encoder(job.model)
         key = self._key(job, model, index)
