@@ -41,7 +41,7 @@ def _metrics_table(services: Services) -> list[list]:
     return rows
 
 
-def _arrival_answers(services: Services, on_caption, example, default: str | None) -> tuple:
+def _arrival_answers(services: Services, on_caption, example, default: str | None) -> dict:
     """worked_answer's compute and models, plus real and ready when the default captioner is not bundled: then
     the bundled captioner answers on a demo scene, saying what is loading, until the default captioner and the
     Search tab's default collection (real photos) are ready; then that collection's first photo is the example."""

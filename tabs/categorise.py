@@ -138,7 +138,7 @@ def _default_model(services: Services, models: list[str]) -> str | None:
     return max(models, key=lambda m: scores[m]) if models else None
 
 
-def _arrival_answers(services: Services, on_categorise, example, default: str | None) -> tuple:
+def _arrival_answers(services: Services, on_categorise, example, default: str | None) -> dict:
     """worked_answer's compute and models, plus real and ready when the default model is not bundled: then a
     bundled model answers on the demo catalogue, saying what is loading, until the default model and its
     catalogue's collection are ready; then the collection's first picture is the example."""

@@ -97,7 +97,7 @@ def _unseen_label(hit) -> str:
     return f" · 🆕 never seen in training: {', '.join(hit.unseen)}" if hit.unseen else ""
 
 
-def arrival_answers(services: Services, on_search, model: str | None, collection: str | None) -> tuple:
+def arrival_answers(services: Services, on_search, model: str | None, collection: str | None) -> dict:
     """worked_answer's compute and models, plus real and ready when the default model is not bundled: then the
     bundled world answers on arrival, saying what is loading, until the default model and collection are ready."""
     bundled = services.catalog.bundled("search")
