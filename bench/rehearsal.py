@@ -116,7 +116,9 @@ class Rehearsal:
     def __init__(self, hub: LocalHub, url: str, images: list[Path], repeats: int):
         from gradio_client import Client
 
-        self.hub, self.client, self.images, self.repeats = hub, Client(url, verbose=False), images, repeats
+        # a generous read timeout: on a loaded machine the first config fetch waits behind the warm start
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
+        self.hub, self.client, self.images, self.repeats = hub, client, images, repeats
         self.calls: list[dict] = []
         self.first_answers: list[dict] = []
         self.builds: list[dict] = []
