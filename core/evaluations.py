@@ -263,7 +263,7 @@ class Evaluations:
         key = self._key(job, model, index)
         path = self.path(job)
         stored = read_json(path)
-        if stored and stored.get("key") == key:
+        if stored and _same(stored.get("key"), key):
             status.state = "stored"
             return
         if (published := self._published(job, key)) is not None:
@@ -301,20 +301,23 @@ class Evaluations:
         return key
 
     def _dataset_revision(self, job: Job) -> str | None:
-        """The commit of the dataset the collection was built from (a Hub snapshot's folder name), else the
-        revision its source names."""
+        """The dataset's current commit on the Hub (one metadata call, no download), else the revision its source
+        names (a folder's: None; the Hub unreachable: see `_same`)."""
         spec = self.catalog.index(job.index_model, job.collection)
         if spec.build is None:
             return self.services.index(job.index_model, job.collection).info.dataset_revision
-        dataset = self.catalog.datasets[spec.build.dataset]
-        from core.layouts import split_files
-        from core.sources import parse_source, resolve
+        from core.sources import HUB_TIMEOUT_S, parse_source
 
-        if parse_source(dataset.source).kind != "hub":
-            return parse_source(dataset.source).revision
-        folder = resolve(dataset.source, repo_type="dataset",
-                         allow_patterns=split_files(dataset.layout, spec.build.config, spec.build.split))
-        return folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else parse_source(dataset.source).revision
+        src = parse_source(self.catalog.datasets[spec.build.dataset].source)
+        if src.kind != "hub":
+            return src.revision
+        try:
+            from huggingface_hub import HfApi
+
+            return HfApi().dataset_info(src.repo_id, revision=src.revision, timeout=HUB_TIMEOUT_S).sha
+        except Exception as e:  # noqa: BLE001 - unreachable: the stored result stands (see `_same`)
+            log.info("cannot ask the Hub for %s's revision (%s)", src.repo_id, e)
+            return None
 
     def _published(self, job: Job, key: dict) -> dict | None:
         """The result from the results repo, when it has one with the same key."""
@@ -331,10 +334,20 @@ class Evaluations:
         if not self._published_folder:
             return None
         data = read_json(Path(self._published_folder) / self.path(job).name)
-        return data if data and data.get("key") == key else None
+        return data if data and _same(data.get("key"), key) else None
 
     def _lookalike(self, model: str) -> bool:
         return model_card_lookalike(self.catalog.model(model).source)
+
+
+def _same(stored: dict | None, key: dict) -> bool:
+    """Whether a stored result answers `key`; a dataset revision the Hub could not be asked for (None) matches the
+    stored one, so a restart without the Hub recomputes nothing."""
+    if not stored:
+        return False
+    if key.get("dataset_revision") is None:
+        key = {**key, "dataset_revision": stored.get("dataset_revision")}
+    return stored == key
 
 
 def model_card_lookalike(source: str) -> bool:
