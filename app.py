@@ -2,6 +2,7 @@
 
     python app.py                      # the bundled demo catalog, offline, on http://127.0.0.1:7860
     python app.py --catalog catalog.hub.toml   # real models from the Hugging Face Hub
+    SPACE_ID=local/vl-studio python app.py     # what a Space runs: catalog.hub.toml, real models first
 """
 from __future__ import annotations
 
@@ -133,17 +134,27 @@ def _wire_warm_notice(demo: gr.Blocks, warm: WarmStart, line: gr.Markdown) -> No
     timer.tick(status, None, [line, timer], concurrency_limit=None, show_progress="hidden", api_visibility="private")
 
 
-def launch(demo: gr.Blocks, warm: WarmStart, **kwargs) -> None:
-    """Start the server, then the warm start in the background (the server answers meanwhile). What requests and
-    the warm start would import lazily is imported first, so no request meets a half-imported module."""
+EVALUATE_ENV = "VLSTUDIO_EVALUATE"  # "0": the app does not measure its Hub models itself
+
+
+def launch(demo: gr.Blocks, warm: WarmStart, services: Services | None = None, **kwargs) -> None:
+    """Start the server, then the warm start in the background (the server answers meanwhile), then, once the warm
+    start is done, the app's own measurements of its Hub models (`core.evaluations`, low priority). What requests
+    and the warm start would import lazily is imported first, so no request meets a half-imported module."""
+    import threading
+
     import_before_serving()
     demo.launch(prevent_thread_lock=True, **kwargs)
     warm.start()
+    if services is not None and os.environ.get(EVALUATE_ENV, "1") != "0":
+        threading.Thread(target=lambda: (warm.wait(), services.evaluations.start()), name="evaluations-start",
+                         daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Launch Vision-Language Studio.")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $VLSTUDIO_CATALOG or catalog.toml)")
+    p.add_argument("--catalog", default=None, help="catalog file (default: $VLSTUDIO_CATALOG, else catalog.hub.toml on a Space "
+                   "($SPACE_ID set), else catalog.toml)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = p.parse_args(argv)
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     catalog = load_catalog(args.catalog)
     services, warm = Services(catalog), WarmStart()
     demo = build_demo(catalog, services, warm)
-    launch(demo, warm, server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
+    launch(demo, warm, services, server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE, show_error=False)
     demo.block_thread()
 
 

@@ -402,6 +402,7 @@ def build(root: Path, plan: Plan | None = None, parts: tuple[str, ...] = ("model
     stamp = root / "lookalike.json"
     record = {"plan": _plan_dict(plan), "parts": list(parts)}
     if stamp.is_file() and {k: v for k, v in json.loads(stamp.read_text()).items() if k != "repos"} == record:
+        model_cards(hub)  # cheap, so a hub written before the cards existed gets them too
         return root
     hub = LocalHub(root)
 
@@ -429,8 +430,34 @@ def build(root: Path, plan: Plan | None = None, parts: tuple[str, ...] = ("model
         if ("models" if i < 4 else "datasets") in parts:
             log.info("look-alike Hub: %s", what)
             step()
+    model_cards(hub)
     _json(stamp, {**record, "repos": [f"{t}:{r}@{','.join(v)}" for (t, r), v in REPOS.items()]})
     return root
+
+
+LOOKALIKE_CARD = """---
+lookalike: true
+tags:
+  - random-weights
+---
+# Look-alike of {repo} (random weights)
+
+Written by `bench/lookalike.py`: the real repo's file names, configs and tokenizer files, and **random weights of
+the exact architecture**. Anything measured with it (accuracy, recall, BLEU) is meaningless; compute, memory and
+download sizes are the real ones.
+"""
+
+
+def model_cards(hub) -> None:
+    """A model card (README.md) on every revision of every look-alike model repo, whose front matter says
+    `lookalike: true`: the app labels the figures it measures on such a repo as meaningless (core.evaluations)."""
+    for (kind, repo), revisions in REPOS.items():
+        if kind != "model":
+            continue
+        for rev in revisions:
+            folder = hub.repo_dir(kind, repo, rev)
+            if folder.is_dir():
+                (folder / "README.md").write_text(LOOKALIKE_CARD.format(repo=repo))
 
 
 def _plan_dict(plan: Plan) -> dict:

@@ -71,7 +71,7 @@ def steady_rate(calls: list[tuple[float, float, int]]) -> float:
 def single_run(catalog: str, model: str, dataset: str, cpus: int, out: Path) -> dict:
     import torch
 
-    import pipelines.build_index as build_index
+    import core.indexing as build_index
     from core.catalog import load_catalog
     from core.services import Services
     from pipelines.shards import embed_shard

@@ -8,8 +8,11 @@ random weights of the exact architectures), serves it with `bench.localhub`, lau
 `catalog.hub.toml` and `HF_ENDPOINT` pointed at it, from an empty Hub cache, and calls every endpoint with every
 Hub model through `gradio_client`. Results go to `bench/results/rehearsal.json`:
 cold start, peak memory, disk, bytes downloaded per model against the bytes its loader reads, every call's
-outcome and latency, the time the app took to build each index itself, and every request the Hub received that
-the app had no reason to make. Random weights measure compute, memory, downloads and plumbing, never quality.
+outcome and latency, the time the app took to build each index itself, the Compare rows the app measured itself for
+each Hub model (`core.evaluations`: no command run by hand) and when they were all ready, `/search` latency on a
+bundled collection while those measurements run against the same once they are done, and every request the Hub
+received that the app had no reason to make. Random weights measure compute, memory, downloads and plumbing,
+never quality: the measured figures themselves are recorded only to show they exist, labelled look-alike.
 """
 from __future__ import annotations
 
@@ -113,10 +116,17 @@ class Rehearsal:
     def __init__(self, hub: LocalHub, url: str, images: list[Path], repeats: int):
         from gradio_client import Client
 
-        self.hub, self.client, self.images, self.repeats = hub, Client(url, verbose=False), images, repeats
+        # a generous read timeout: on a loaded machine the first config fetch waits behind the warm start
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
+        self.hub, self.client, self.images, self.repeats = hub, client, images, repeats
         self.calls: list[dict] = []
         self.first_answers: list[dict] = []
         self.builds: list[dict] = []
+        self.evaluations: list[dict] = []
+        self.compare_rows: list[dict] = []
+        self.search_during: list[tuple[float, bool]] = []  # (ms, an index build was also waited for)
+        self.search_idle: list[float] = []
+        self.all_rows_after_s: float | None = None
 
     def call(self, model: str, endpoint: str, args_list: list[tuple], label: str = "") -> None:
         """The first call (download + load) is reported apart; the next ones give p50 / p95."""
@@ -147,6 +157,37 @@ class Rehearsal:
         self.builds.append({"model": model, "collection": collection, "ready_after_s": round(time.perf_counter() - start, 1),
                             "ok": not error, "error": error, "progress_messages": sorted(set(seen))[:3]})
 
+    BUNDLED_QUERY = ("a dog on a blue background", None, 10, "dual-minilm-cnn",
+                     "demo scenes (test split + never-seen concepts)")
+
+    def wait_for_measurements(self, hub_models: dict, started: float, timeout: float, idle_searches: int = 30) -> None:
+        """Poll `/evaluations` until every measurement is finished, timing a `/search` of a bundled collection
+        each time one is running; then the same search as often with nothing running; then each Hub model's
+        Compare rows (`/compare`)."""
+        end = time.monotonic() + timeout
+        states: list[dict] = []
+        while time.monotonic() < end:
+            states = self.client.predict(api_name="/evaluations")
+            running = [s for s in states if s["state"] == "running"]
+            if not any(s["state"] in ("waiting", "running") for s in states):
+                break
+            if running:
+                ms, _, error = _timed(self.client.predict, *self.BUNDLED_QUERY, api_name="/search")
+                if not error:
+                    self.search_during.append((ms, any(s["state"] == "waiting" for s in states)))
+            time.sleep(0.5)
+        self.all_rows_after_s = round(time.perf_counter() - started, 1)
+        self.evaluations = states
+        for _ in range(idle_searches):
+            ms, _, error = _timed(self.client.predict, *self.BUNDLED_QUERY, api_name="/search")
+            if not error:
+                self.search_idle.append(ms)
+        for name in hub_models:
+            rows = [r for r in self.client.predict(name, api_name="/compare") if r["measured"].startswith("measured by this app")]
+            self.compare_rows.append({"model": name, "rows": len(rows), "lookalike_labelled": all(r["lookalike"] for r in rows),
+                                      "splits": sorted({r["split"] for r in rows}),
+                                      "metrics": sorted({r["metric"] for r in rows})})
+
     def search_model(self, model: str, collection: str) -> None:
         from gradio_client import handle_file
 
@@ -154,8 +195,34 @@ class Rehearsal:
         self.call(model, "/search", [("", handle_file(str(p)), 10, model, collection) for p in self.images], " (image)")
 
 
-def run(reduced: bool = False, hub_dir: Path | None = None, repeats: int | None = None) -> dict:
+def preload(hub: LocalHub, cache: Path) -> dict:
+    """Do what a Space build does with the README's `preload_from_hub`: the lines `pipelines.space_card` writes for
+    catalog.hub.toml (each model's revision resolved to its commit, only the files its loader reads), each file
+    downloaded at that commit into the Hub cache. Returns {"lines", "seconds", "bytes"}."""
+    from huggingface_hub import hf_hub_download
+
     from core.catalog import load_catalog
+    from pipelines.space_card import card_fields
+
+    t = time.perf_counter()
+    old = os.environ.get("HF_ENDPOINT")
+    os.environ["HF_ENDPOINT"] = hub.url
+    try:
+        lines = card_fields(load_catalog(CATALOG))["preload_from_hub"]
+    finally:
+        os.environ.pop("HF_ENDPOINT") if old is None else os.environ.__setitem__("HF_ENDPOINT", old)
+    before = sum(hub.bytes_served.values())
+    for line in lines:
+        repo, files, sha = line.split(" ")
+        for name in files.split(","):
+            hf_hub_download(repo, name, revision=sha, cache_dir=str(cache), endpoint=hub.url, token=False)
+    return {"lines": lines, "seconds": round(time.perf_counter() - t, 1), "bytes": sum(hub.bytes_served.values()) - before}
+
+
+def run(reduced: bool = False, hub_dir: Path | None = None, repeats: int | None = None,
+        caption_sample: int | None = None, with_preload: bool = False) -> dict:
+    from core.catalog import load_catalog
+    from core.sources import parse_source
     from models.registry import family_files
 
     plan = Plan.reduced() if reduced else Plan()
@@ -175,9 +242,13 @@ def run(reduced: bool = False, hub_dir: Path | None = None, repeats: int | None 
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
                "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                "HF_TOKEN": "", "VLSTUDIO_INDEX_DIR": str(tmp / "indexes"), "PYTHONUNBUFFERED": "1",
-               "VLSTUDIO_MAX_MODELS": "8"}  # as README's Space settings: every Hub model stays loaded once
+               "VLSTUDIO_MAX_MODELS": "8",  # as README's Space settings: every Hub model stays loaded once
+               "VLSTUDIO_EVAL_DIR": str(tmp / "evaluations"),
+               "VLSTUDIO_EVAL_CAPTIONS": str(caption_sample or (8 if reduced else 100))}
         env.pop("HF_HUB_OFFLINE", None)
         images = _example_images(tmp, plan)
+        preloaded = preload(hub, home / "hub") if with_preload else None
+        served_before_app = dict(hub.bytes_served)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         start = time.perf_counter()
@@ -189,23 +260,37 @@ def run(reduced: bool = False, hub_dir: Path | None = None, repeats: int | None 
             cold_start_s = time.perf_counter() - start
             r = Rehearsal(hub, url, images, repeats)
             _exercise(r, catalog, hub_models, timeout=3600)
+            r.wait_for_measurements(hub_models, start, timeout=3600)
         finally:
             peak.stop()
             proc.terminate()
             proc.wait(30)
             app_log = (tmp / "app.log").read_text(errors="replace")
         disk_mb = _folder_mb(home)
+        served_after_app = dict(hub.bytes_served)
         downloads = _downloads(hub, hub_dir, hub_models, family_files)
         unexpected = [q for q in hub.requests if not any(fnmatch.fnmatch(q, p) for p in EXPECTED_REQUESTS)]
 
     result = {
         "machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "reduced": reduced,
-        "command": "python -m bench.rehearsal" + (" --reduced" if reduced else ""),
+        "command": "python -m bench.rehearsal" + (" --reduced" if reduced else "") + (" --preload" if with_preload else ""),
         "plan": {"flickr8k_rows": plan.flickr8k_rows, "fashion_rows": plan.fashion_rows,
                  "filler_scale": plan.filler_scale},
         "cold_start_s": round(cold_start_s, 1), "peak_rss_mb": round(peak.peak_mb, 1), "disk_mb": round(disk_mb, 1),
         "downloads": downloads, "first_answers": r.first_answers, "calls": r.calls, "index_builds": r.builds,
         "unexpected_requests": sorted(set(unexpected)),
+        "preload": preloaded and {**preloaded, "model_bytes_fetched_by_the_app": {
+            name: sum(v - served_before_app.get(k, 0) for k, v in served_after_app.items()
+                      if k.startswith(f"model:{parse_source(spec.source).repo_id}/"))
+            for name, spec in hub_models.items()}},
+        "measurements": {"all_rows_ready_after_s": r.all_rows_after_s, "evaluations": r.evaluations,
+                         "compare_rows": r.compare_rows,
+                         "caption_sample": int(env.get("VLSTUDIO_EVAL_CAPTIONS", 0)) or None,
+                         "search_while_measuring": _pcts([ms for ms, _ in r.search_during]),
+                         "search_while_measuring_no_build": _pcts([ms for ms, waiting in r.search_during if not waiting]),
+                         "n_while_measuring": len(r.search_during),
+                         "n_while_measuring_no_build": sum(1 for _, w in r.search_during if not w),
+                         "search_idle": _pcts(r.search_idle), "n_idle": len(r.search_idle)},
         "load_average_1min_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "app_errors": [line for line in app_log.splitlines() if "Traceback" in line or "ERROR" in line][:20],
     }
@@ -295,7 +380,38 @@ def markdown(r: dict) -> str:
         f = firsts.get((c["model"], c["endpoint"]), {})
         lines.append(f"| {c['model']} | {c['endpoint']} | {f.get('ms', 0) / 1000:.1f} s | {c['p50_ms']} ms | "
                      f"{c['p95_ms']} ms | {'yes' if c['ok'] else c['error'][:120]} |")
+    if pre := r.get("preload"):
+        lines += ["", f"**Preload** (what the Space build does with `preload_from_hub`, from `pipelines.space_card`): "
+                  f"{pre['bytes'] / mb:,.1f} MB in {pre['seconds']} s; model bytes the app then fetched itself: "
+                  + ", ".join(f"{m} {b:,}" for m, b in pre["model_bytes_fetched_by_the_app"].items()) + " (goal 0)."]
+    lines += _measurements_markdown(r.get("measurements"))
     return "\n".join(lines) + "\n"
+
+
+def _measurements_markdown(m: dict | None) -> list[str]:
+    if not m:
+        return []
+    lines = ["", f"**The app measures its Hub models itself** (`core.evaluations`, no command run by hand): every "
+             f"Compare row below was ready {m['all_rows_ready_after_s']} s after the app process started (empty "
+             f"cache: downloads, index builds and the endpoint calls above included; captions on "
+             f"{m['caption_sample']} photos). The figures are random weights' and are not shown: the rows are "
+             "labelled look-alike in Compare.", "",
+             "| model | Compare rows measured by the app | collections | look-alike labelled |", "|---|---|---|---|"]
+    for c in m["compare_rows"]:
+        lines.append(f"| {c['model']} | {c['rows']} | {', '.join(c['splits'])} | {'yes' if c['lookalike_labelled'] else '**no**'} |")
+    lines += ["", "| measurement | state | seconds |", "|---|---|---|"]
+    for e in m["evaluations"]:
+        lines.append(f"| {e['model']}: {e['kind']}{' (' + e['catalogue'] + ')' if e['catalogue'] else ''} on "
+                     f"{e['collection']} | {e['state']}{': ' + e['error'][:80] if e['error'] else ''} | {e['seconds']} |")
+    idle, during, alone = m["search_idle"], m["search_while_measuring"], m["search_while_measuring_no_build"]
+    ratio = (round(alone["p50_ms"] / idle["p50_ms"], 2) if alone["p50_ms"] and idle["p50_ms"] else None)
+    lines += ["", "| `/search` (bundled collection, text) | p50 | p95 | n |", "|---|---|---|---|",
+              f"| while a measurement runs | {during['p50_ms']} ms | {during['p95_ms']} ms | {m['n_while_measuring']} |",
+              f"| while a measurement runs and no index is being built | {alone['p50_ms']} ms | {alone['p95_ms']} ms | "
+              f"{m['n_while_measuring_no_build']} |",
+              f"| idle (every measurement done) | {idle['p50_ms']} ms | {idle['p95_ms']} ms | {m['n_idle']} |",
+              f"| ratio, measuring (no build) / idle (goal ≤ 1.2) | {ratio} | | |"]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,13 +420,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hub-dir", type=Path, default=None, help="where the look-alike Hub is written (kept, reused)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per endpoint and model")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rehearsal.json")
+    p.add_argument("--preload", action="store_true", help="first do what a Space build does with the README's "
+                   "preload_from_hub (pipelines.space_card's lines), then check the app fetches no model file itself")
+    p.add_argument("--caption-sample", type=int, default=None, help="photos each captioner is measured on "
+                   "(default: the Space's 100; 8 with --reduced)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    result = run(args.reduced, args.hub_dir, args.repeats)
+    result = run(args.reduced, args.hub_dir, args.repeats, args.caption_sample, args.preload)
     save_result(args.out, result)
     sys.stdout.write(markdown(result))
     failed = [c for c in result["calls"] if not c["ok"]] + [b for b in result["index_builds"] if not b["ok"]]
+    failed += [e for e in result["measurements"]["evaluations"] if e["state"] not in ("done", "stored")]
     sys.exit(1 if failed or result["unexpected_requests"] else 0)
 
 

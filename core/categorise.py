@@ -45,9 +45,11 @@ class Categorisation:
         return self.margin < DOUBT_MARGIN
 
 
-def class_embeddings(encoder, labels: list[str], style: str) -> tuple[np.ndarray, dict[str, list[str]]]:
-    prompts = prompts_for(labels, style)
-    key = (encoder.name, encoder.revision, tuple(labels), style)
+def class_embeddings(encoder, labels: list[str], style: str, catalogue=None) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """(C, D) class embeddings and the prompts behind them: a catalogue's (`core.catalog.CatalogueSpec`) in
+    `style`, else the demo world's prompts for `labels`."""
+    prompts = catalogue.prompts(style) if catalogue is not None else prompts_for(labels, style)
+    key = (encoder.name, encoder.revision, tuple((c, tuple(p)) for c, p in prompts.items()))
     return _class_cache.get(key, lambda: build_zero_shot_classifier(encoder, prompts)), prompts
 
 
@@ -59,10 +61,13 @@ def _ranked(labels: list[str], p: np.ndarray) -> tuple[dict[str, float], float]:
 
 
 def categorise(model, image: Image.Image, labels: list[str] | None, style: str, heatmap: bool = True,
-               method: str = "auto") -> Categorisation:
-    """`labels=None` means the catalogue's categories; `style` is "descriptive" or "bare" (custom labels
-    always use the bare templates); `method` is the heat-map's (`core.explain.METHODS`)."""
+               method: str = "auto", catalogue=None) -> Categorisation:
+    """`labels=None` means the catalogue's categories (`catalogue`, a `core.catalog.CatalogueSpec`; None: the demo
+    world's); `style` is "descriptive" or "bare" (custom labels always use the bare templates); `method` is the
+    heat-map's (`core.explain.METHODS`)."""
     if hasattr(model, "predict_proba"):  # a supervised classifier knows only its own classes
+        if labels is None and catalogue is not None:
+            labels = catalogue.classes
         if labels is not None and [x.casefold() for x in labels] != [c.casefold() for c in model.classes]:
             raise InputError(f"{model.name} is a supervised classifier: it only knows the catalogue's categories. "
                              "Choose a zero-shot model to use your own labels.")
@@ -72,8 +77,12 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
         score = lambda ims: np.log(model.predict_proba(ims)[:, top] + 1e-9)  # noqa: E731
         return Categorisation(probs, margin, {}, occlusion_map(score, image) if heatmap else None,
                               heatmap_method="occlusion" if heatmap else "")
-    labels = labels or catalogue_classes()
-    class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    if labels is None and catalogue is not None:
+        labels = catalogue.classes
+        class_emb, prompts = class_embeddings(model, labels, style, catalogue)
+    else:
+        labels = labels or catalogue_classes()
+        class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
     method = choose_method(model, method) if heatmap else ""
     forward = gradient_forward(model, image) if method == "gradient" else None
     # the gradient map needs a forward with autograd on: its embedding scores the classes too (one forward, not two)
@@ -89,7 +98,8 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
     return result
 
 
-def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, style: str) -> Categorisation | None:
+def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, style: str,
+                        catalogue=None) -> Categorisation | None:
     """A photograph far from every product of the world, categorised across domains: the ImageNet network's reading
     of it as a point of the text space (`photo_reading`, ConSE) against the same class embeddings. None when the
     model has no such reading or ImageNet is not sure (`core.familiarity.PHOTO_FLOOR`)."""
@@ -98,8 +108,12 @@ def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, sty
     reading = model.photo_reading(image) if hasattr(model, "photo_reading") else None
     if reading is None or reading.confidence < PHOTO_FLOOR:
         return None
-    labels = labels or catalogue_classes()
-    class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    if labels is None and catalogue is not None:
+        labels = catalogue.classes
+        class_emb, prompts = class_embeddings(model, labels, style, catalogue)
+    else:
+        labels = labels or catalogue_classes()
+        class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
     probs, margin = _ranked(labels, zero_shot_probs(reading.embedding[None], class_emb, model.logit_scale)[0])
     notice = (f"This looks like a photograph, not a product picture of this world: the ImageNet network it started "
               f"from sees {reading.describe()}, and the categories are those words' closest (an answer across "
@@ -108,16 +122,16 @@ def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, sty
 
 
 def categorise_upload(services, model: str, image: Image.Image, labels: list[str] | None, style: str,
-                      heatmap: bool = True) -> Categorisation:
+                      heatmap: bool = True, catalogue=None) -> Categorisation:
     """What Categorise answers a visitor's upload: `categorise`, then the familiarity check against the model's
     product collection (`core.familiarity.product_upload_notice`); an upload far from every product is answered
     across domains when it is a photograph ImageNet is sure of (`categorise_as_photo`), else flagged."""
     from core.familiarity import product_upload_notice
 
     encoder = services.encoder(model)
-    result = categorise(encoder, image, labels, style, heatmap=heatmap)
+    result = categorise(encoder, image, labels, style, heatmap=heatmap, catalogue=catalogue)
     far = product_upload_notice(services, model, result.image_embedding)
-    across = categorise_as_photo(encoder, image, labels, style) if far else None
+    across = categorise_as_photo(encoder, image, labels, style, catalogue) if far else None
     if across is not None:
         across.heatmap, across.heatmap_method = result.heatmap, result.heatmap_method
         return across

@@ -128,6 +128,23 @@ def _metrics(ev: dict) -> dict[str, float]:
     return m
 
 
+LOOKALIKE_LABEL = "⚠️ look-alike repo, random weights: figures meaningless"
+
+
+def model_label(ev: dict) -> str:
+    """The model's name, marked when the figures come from a look-alike repo with random weights."""
+    return f"{ev['model']} ({LOOKALIKE_LABEL})" if ev.get("lookalike") else ev["model"]
+
+
+def how_measured(ev: dict) -> str:
+    """Who measured a row and on how much: the app itself (with its protocol and sample) or the evaluate command."""
+    if ev.get("computed_by") != "app":
+        return "`python -m evaluation.evaluate` (offline)"
+    n = ev.get("n_images")
+    what = f"{n:,} images" + (f", {ev['n_captions']:,} captions" if ev.get("n_captions") else "")
+    return f"measured by this app on {what}: {ev.get('protocol', '')}"
+
+
 def long_table(evaluations: list[dict]) -> list[dict]:
     """One row per (model, dataset, split, metric)."""
     rows = []
@@ -135,16 +152,33 @@ def long_table(evaluations: list[dict]) -> list[dict]:
         split = f"{ev.get('config', '')}/{ev.get('split', '')}"
         for metric, value in _metrics(ev).items():
             rows.append({"model": ev["model"], "dataset": ev.get("dataset", ""), "split": split, "metric": metric,
-                         "value": round(float(value), 4), "command": ev.get("command", "")})
+                         "value": round(float(value), 4), "command": ev.get("command", ""),
+                         "lookalike": bool(ev.get("lookalike")), "measured": how_measured(ev)})
     return rows
 
 
 def wide_table(evaluations: list[dict]) -> tuple[list[str], list[list]]:
     """Headers and one row per (model, split) with the headline metrics (None where a metric does not apply)."""
-    headers = ["model", "dataset", "split"] + [h for h, _ in HEADLINE]
+    headers = ["model", "dataset", "split"] + [h for h, _ in HEADLINE] + ["how measured"]
     rows = []
     for ev in evaluations:
         m = _metrics(ev)
-        rows.append([ev["model"], ev.get("dataset", ""), f"{ev.get('config', '')}/{ev.get('split', '')}"]
-                    + [round(m[k], 3 if k == "score gap" else 1) if k in m else None for _, k in HEADLINE])
+        rows.append([model_label(ev), ev.get("dataset", ""), f"{ev.get('config', '')}/{ev.get('split', '')}"]
+                    + [round(m[k], 3 if k == "score gap" else 1) if k in m else None for _, k in HEADLINE]
+                    + [how_measured(ev)])
     return headers, rows
+
+
+# The source documents' own figures (CONTEXT.md, seeds/): quoted beside the measured rows, never measured here.
+REFERENCE_ROWS = [
+    ["seed 001: dual encoder (BERT + VGG19), Flickr8k", "text→image R@1 / R@5 / R@10", "29.05 / 57.5 / 67.5",
+     "2,000 test queries; a hit when a top-k image's features have cosine > 0.7 with the target's (not the "
+     "standard protocol used above)"],
+    ["seed 001: dual encoder (BERT + ResNet18), Flickr8k", "text→image R@1 / R@5 / R@10", "12.4 / 31.4 / 38.65",
+     "same protocol as above"],
+    ["seed 002: CLIP ViT-B/32 zero-shot vs VGG16, 7 marketplace categories", "test accuracy", "76% vs 74%",
+     "1,050 products, descriptive class prompts; P/R/F1 ≈ 0.77/0.76/0.76"],
+    ["seed 003: CLIP (raw text) vs DenseNet121, same catalogue", "test accuracy", "96.7% vs 88.6%",
+     "≈ 2 min 40 s of compute each"],
+]
+REFERENCE_HEADERS = ["source (quoted, not measured here)", "metric", "figure", "protocol as the source states it"]

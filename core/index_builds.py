@@ -1,7 +1,7 @@
 """Indexes the app builds itself: a catalog index with a `build` entry and no published index yet.
 
 One background thread builds them one at a time (two CPUs cannot do two at once any faster), with the one
-`pipelines.build_index` path, into `$VLSTUDIO_INDEX_DIR/<model>--<collection>` (default: beside the Hub cache),
+`core.indexing` path (the pipelines' too), into `$VLSTUDIO_INDEX_DIR/<model>--<collection>` (default: beside the Hub cache),
 atomically: a restart in the middle finds no index there and builds it again, never half of one. While a build
 runs, every other collection keeps working, and `status_lines()` says how far it is for the Search tab.
 """
@@ -118,6 +118,9 @@ class IndexBuilds:
 
     # ------------------------------------------------------------------------------------------------ worker
     def _run(self) -> None:
+        from core.evaluations import lower_priority
+
+        lower_priority()  # visitors' requests first: a build only takes the CPU time they leave
         while True:
             with self._lock:
                 if not self._queue:
@@ -138,7 +141,7 @@ class IndexBuilds:
 
     def _build(self, spec: IndexSpec, status: BuildStatus) -> None:
         from core.layouts import load_split
-        from pipelines.build_index import embed_rows, index_from_embeddings, metadata
+        from core.indexing import embed_rows, index_from_embeddings, metadata
 
         build = spec.build
         dataset = self.catalog.datasets[build.dataset]

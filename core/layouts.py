@@ -70,6 +70,29 @@ def load_split(spec: DatasetSpec, config: str, split: str, *, sample: int | None
     return data
 
 
+def load_splits(spec, config: str, split: str, sample: int | None = None):
+    """One split, or several joined by "+" ("test+heldout": one collection of both, in that order)."""
+    import datasets as ds
+
+    parts = [load_split(spec, config, s, sample=sample) for s in split.split("+")]
+    return parts[0] if len(parts) == 1 else ds.concatenate_datasets(parts)
+
+
+def column_by_id(spec: DatasetSpec, split: str, name: str) -> dict[str, object]:
+    """One column of a split's raw rows, by row id (the corpus `id`): a label the corpus schema does not keep,
+    e.g. the fashion products' `subCategory`. Reads only the two columns, from the files already downloaded."""
+    import pyarrow.parquet as pq
+
+    if spec.layout != "fashion-products":
+        raise LayoutError(f"Dataset {spec.name!r}: only the fashion-products layout keeps extra label columns.")
+    folder = resolve(spec.source, repo_type="dataset", allow_patterns=split_files(spec.layout, "", split))
+    out: dict[str, object] = {}
+    for path in sorted(folder.glob("data/train-*.parquet")):
+        table = pq.read_table(path, columns=["id", name])
+        out.update(zip((str(i) for i in table.column("id").to_pylist()), table.column(name).to_pylist()))
+    return out
+
+
 def _parquet(folder: Path, pattern: str, spec: DatasetSpec, split: str):
     import datasets as ds
 

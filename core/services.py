@@ -83,6 +83,16 @@ class Services:
         self._encoders = BoundedCache(max_models)
         self._indexes = BoundedCache(max_indexes)
         self.builds = IndexBuilds(self, index_dir)  # indexes the app builds itself (catalog `build` entries)
+        self._evaluations = None
+
+    @property
+    def evaluations(self):
+        """The app's own measurements of its Hub models (`core.evaluations`), started by `app.launch`."""
+        if self._evaluations is None:
+            from core.evaluations import Evaluations
+
+            self._evaluations = Evaluations(self, published=self.catalog.evaluations_source)
+        return self._evaluations
 
     def encoder(self, name: str):
         """The catalog model `name`, loaded once: an encoder, a captioner or a classifier, by its family."""
@@ -97,6 +107,15 @@ class Services:
 
     def loaded_models(self) -> list[str]:
         return [str(k) for k in self._encoders.keys()]
+
+    def ready(self, model: str, collection: str | None = None) -> bool:
+        """Whether `model` (and its index of `collection`) answers now, with no download or build to wait for."""
+        if model not in self._encoders.keys():
+            return False
+        if collection is None or (model, collection) in self._indexes.keys():
+            return True
+        spec = self.catalog.index(model, collection)
+        return bool(spec.build and self.builds.built(spec))
 
     def _load_encoder(self, spec):
         from models.registry import create_model, family_files

@@ -1,6 +1,12 @@
 """The evaluate command: measure a catalog model on a dataset split and write the results beside the model.
 
     python -m evaluation.evaluate --model demo-clip --dataset data/demo_world --config scenes --split test
+    python -m evaluation.evaluate --catalog catalog.hub.toml      # every Hub model, as the Space measures them
+
+Without --model, every measurement the app makes of its Hub models in the background (`core.evaluations`:
+retrieval, zero-shot per catalogue, captions) is computed here, with the same code, into the same files
+(`$VLSTUDIO_EVAL_DIR`, or --out), building the indexes first where the app would; publish that folder
+(`python -m pipelines.publish`) to the catalog's `[evaluations] source` and a Space downloads it instead.
 
 Writes `<model folder>/eval/<dataset>--<config>-<split>.json`:
 
@@ -44,7 +50,7 @@ from core.services import Services
 from core.sources import describe, resolve
 from demo_world.corpus import load_split, pil_images, undecoded
 from evaluation.retrieval import recall_at_k
-from pipelines.build_index import embed_images
+from core.indexing import embed_images
 
 log = logging.getLogger(__name__)
 
@@ -258,20 +264,35 @@ def _results(model, data, config: str, explain_scenes: int = EXPLAIN_SCENES) -> 
     return retrieval_metrics(model, data, explain_scenes)
 
 
+def evaluate_catalog(services: Services, out: Path | None = None) -> int:
+    """The app's measurements of every Hub model (`core.evaluations`), computed in this process; 1 if one failed."""
+    from core.evaluations import Evaluations
+
+    evaluations = Evaluations(services, out)
+    for status in evaluations.run_all():
+        log.info("%s -> %s", status.message(), evaluations.path(status.job))
+    return int(any(s.state == "failed" for s in evaluations.statuses()))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Evaluate a catalog model on a dataset split.")
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True, help="folder or hf-hub:owner/dataset[@rev]")
+    p.add_argument("--model", default=None, help="default: every Hub model of the catalog, as the app measures them")
+    p.add_argument("--dataset", default=None, help="folder or hf-hub:owner/dataset[@rev]")
     p.add_argument("--config", default="scenes")
     p.add_argument("--split", default="test")
     p.add_argument("--catalog", default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N rows (a quick check)")
-    p.add_argument("--out", type=Path, default=None, help="default: <model folder>/eval/...")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: <model folder>/eval/... (without --model: $VLSTUDIO_EVAL_DIR)")
     p.add_argument("--explain-scenes", type=int, default=EXPLAIN_SCENES,
                    help="scenes whose explanation maps are scored (0: none)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     services = Services(load_catalog(args.catalog))
+    if args.model is None:
+        sys.exit(evaluate_catalog(services, args.out))
+    if args.dataset is None:
+        p.error("--dataset is required with --model")
     result = evaluate(services, args.model, args.dataset, args.config, args.split, args.limit,
                       explain_scenes=args.explain_scenes)
     model_source = services.catalog.model(args.model).source

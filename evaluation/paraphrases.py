@@ -104,7 +104,8 @@ def familiarity_check(services, model: str, text_emb: np.ndarray, outside_emb: n
 def evaluate(services, model: str, dataset: str, config: str = "scenes", split: str = "test+heldout") -> dict:
     from core.layouts import DatasetSpec
     from demo_world.concepts import load_concepts
-    from pipelines.build_index import embed_images, load_splits
+    from core.indexing import embed_images
+    from core.layouts import load_splits
 
     encoder = services.encoder(model)
     data = load_splits(DatasetSpec(dataset, dataset), config, split)

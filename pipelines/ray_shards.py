@@ -7,7 +7,7 @@
 The split's parquet files (a folder or an `hf-hub:` dataset through the one resolver, or the same layout at a URL
 that every node reads, `s3://bucket/demo_world`) go straight into `ray.data.read_parquet`; `map_batches` runs
 `ImageEmbedder`, a callable class, so each actor loads the encoder once and pins torch to its own `threads`;
-`concurrency` actors each reserve `threads` CPUs. Each batch is embedded by `pipelines.build_index.embed_batch`,
+`concurrency` actors each reserve `threads` CPUs. Each batch is embedded by `core.indexing.embed_batch`,
 the one embedding step of every index path. The output is parquet (vectors + the metadata the app shows +
 `model_revision` + `error`) written by `Dataset.write_parquet` to a local folder or any URL pyarrow can write
 (`s3://...`, `gs://...`), then `_manifest.json` (written last: a folder without it is an unfinished run). `merge`

@@ -13,7 +13,7 @@
 `embed_shard` is a pure function of (shard index, number of shards): it reads its contiguous slice of the split
 (`datasets.Dataset.shard(..., contiguous=True)`), embeds it and writes `embeddings-<i>-of-<n>.parquet` with the
 vectors and the metadata the app shows (an unreadable image is skipped and named in the shard's JSON). `ray` runs
-the same embedding step (`pipelines.build_index.embed_batch`) in Ray Data actors and writes under Ray's own file
+the same embedding step (`core.indexing.embed_batch`) in Ray Data actors and writes under Ray's own file
 names, to a folder or any URL pyarrow writes. `merge` takes either: it checks that every shard of one run is there
 exactly once, or that a Ray run finished and wrote every row of the split exactly once, puts the rows in the
 split's order (the single-pass order) and builds the index with the same code as `pipelines.build_index`.

@@ -5,8 +5,8 @@
 
 Each Hub model's revision (a branch such as `main` or a pull request such as `refs/pr/32`) is resolved to its
 commit sha with the Hub's API, so the weights a Space downloads at build time (`preload_from_hub`) are exactly
-the files and the revision the app loads: the files its family reads (`models.registry.family_files`), never the
-pickled, TensorFlow or Flax copies. Needs the Hub (HF_ENDPOINT names another server, as in the tests).
+the files and the revision the app loads: the files its family reads (`models.registry.family_files`) and its model card,
+never the pickled, TensorFlow or Flax copies. Needs the Hub (HF_ENDPOINT names another server, as in the tests).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from core.sources import parse_source
 
 log = logging.getLogger(__name__)
 KEYS = ("models", "datasets", "preload_from_hub")
+CARD = "README.md"  # the model card: the app reads its `lookalike` field (core.evaluations), so it is preloaded too
 
 
 def card_fields(catalog: Catalog) -> dict[str, list[str]]:
@@ -40,7 +41,7 @@ def card_fields(catalog: Catalog) -> dict[str, list[str]]:
             continue
         info = api.repo_info(source.repo_id, revision=source.revision, files_metadata=False)
         names = [s.rfilename for s in info.siblings]
-        patterns = family_files(spec.family) or ["*"]
+        patterns = (family_files(spec.family) or ["*"]) + [CARD]
         files = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
         models.append(source.repo_id)
         preload.append(f"{source.repo_id} {','.join(sorted(files))} {info.sha}")

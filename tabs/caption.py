@@ -1,10 +1,12 @@
 """Caption tab: a caption for a photo and, for every generated word, where the model looked; and `/caption`."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import gradio as gr
 from gradio import FileData
+from PIL import Image
 
 from core.caption import MAX_BEAM, caption, token_heats
 from core.explain import overlay
@@ -39,6 +41,31 @@ def _metrics_table(services: Services) -> list[list]:
     return rows
 
 
+def _arrival_answers(services: Services, on_caption, example, default: str | None) -> dict:
+    """worked_answer's compute and models, plus real and ready when the default captioner is not bundled: then
+    the bundled captioner answers on a demo scene, saying what is loading, until the default captioner and the
+    Search tab's default collection (real photos) are ready; then that collection's first photo is the example."""
+    catalog = services.catalog
+    bundled = catalog.bundled("caption")
+    photos = catalog.defaults.get("search", {})
+    if not default or bundled in (None, default) or "collection" not in photos:
+        return {"compute": lambda: (*on_caption(example, default, DEFAULT_BEAM), example, default, ""),
+                "models": [default]}
+    loading = (f"⏳ **{default}** and the **{photos['collection']}** photos are loading. Until they are ready this "
+               f"example is a demo-world scene captioned by {bundled}; reload the page then to see a real photo.")
+
+    def meanwhile():
+        return (*on_caption(example, bundled, DEFAULT_BEAM), example, bundled, loading)
+
+    def real():
+        meta = services.index(photos["model"], photos["collection"]).meta
+        picture = Image.open(io.BytesIO(meta.iloc[0]["image"])).convert("RGB")
+        return (*on_caption(picture, default, DEFAULT_BEAM), picture, default, "")
+
+    return {"compute": meanwhile, "models": [bundled, default], "real": real,
+            "ready": lambda: services.ready(default) and services.ready(photos["model"], photos["collection"])}
+
+
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its worked answer (the first example photo, captioned once) is shown on arrival."""
     models = services.catalog.picker_models("caption")
@@ -64,6 +91,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                                 example_labels=example_labels)
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
+                loading_note = gr.Markdown()  # what is loading while the worked answer is the bundled world's
                 annotated = gr.AnnotatedImage(label="Attention per word (click a word in the legend)", height=320)
         strip = gr.Gallery(label="Every word with its attention map", columns=8, height=220, elem_id="caption-strip")
         with gr.Accordion("Measured on the demo test split (1,000 scenes, five references each)", open=False):
@@ -86,9 +114,9 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         outputs = [text, annotated, strip]
         go.click(on_caption, [image, model, beam], outputs, api_visibility="private")
         image.upload(on_caption, [image, model, beam], outputs, api_visibility="private")
-        arrival = worked_answer(warm, "caption worked answer", outputs,
-                                lambda: on_caption(examples[0], model.value, DEFAULT_BEAM),
-                                models=[model.value], task="caption")
+        arrival = worked_answer(warm, "caption worked answer", outputs + [image, model, loading_note],
+                                **_arrival_answers(services, on_caption, examples[0] if examples else None, model.value),
+                                task="caption")
 
         def caption_api(image: FileData | None = None, model: str = "", beam_size: int = 3) -> dict:
             """Caption a photo. Returns {caption, tokens, attention}: one attention map per token, each a 2-D

@@ -2,13 +2,16 @@
 supervised CNN baseline beside it, a heat-map of what supports the answer, the seeds' analysis, and `/categorise`."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from gradio import FileData
 from matplotlib.figure import Figure
+from PIL import Image
 
+from core.catalog import DEMO_CATALOGUE
 from core.categorise import DOUBT_MARGIN, categorise_upload
 from core.compare import read_evaluation
 from core.explain import overlay
@@ -24,9 +27,12 @@ HEATMAP_METHODS = {"occlusion": "occlusion (how much greying out each region low
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples" / "products"
 
 
-def run_categorise(services: Services, image, labels: str | None, model: str | None, style: str | None):
+def run_categorise(services: Services, image, labels: str | None, model: str | None, style: str | None,
+                   catalogue: str | None = None):
     models = services.catalog.models_for("categorise")
     model = parse_choice(model or _default_model(services, services.catalog.picker_models("categorise")), models, "model")
+    names = services.catalog.catalogue_names()
+    chosen = services.catalog.catalogue(parse_choice(catalogue or names[0], names, "catalogue"))
     style = parse_choice(style or "descriptive", ["descriptive", "bare", "custom"], "prompt style")
     custom = None
     notices: list[str] = []
@@ -35,7 +41,8 @@ def run_categorise(services: Services, image, labels: str | None, model: str | N
     if image is None:
         raise InputError("Upload a product photo (or pick an example) first.")
     img = load_image(image, allowed_dirs=upload_dirs() + [EXAMPLES_DIR])
-    result = categorise_upload(services, model, img, custom, "descriptive" if style == "custom" else style)
+    result = categorise_upload(services, model, img, custom, "descriptive" if style == "custom" else style,
+                               catalogue=chosen)
     result.notices = notices + result.notices
     return img, result
 
@@ -122,9 +129,41 @@ def _analysis(services: Services, model: str, style: str):
 
 
 def _default_model(services: Services, models: list[str]) -> str | None:
-    """The zero-shot model with the best measured accuracy (the tab's point is zero-shot), else the first."""
+    """The catalog's default, else the zero-shot model with the best measured accuracy (the tab's point is
+    zero-shot), else the first."""
+    if (first := services.catalog.defaults.get("categorise", {}).get("model")) in models:
+        return first
     scores = {m: _eval(services, m).get("styles", {}).get("descriptive", {}).get("accuracy", -1) for m in models}
     return max(models, key=lambda m: scores[m]) if models else None
+
+
+def _arrival_answers(services: Services, on_categorise, example, default: str | None) -> dict:
+    """worked_answer's compute and models, plus real and ready when the default model is not bundled: then a
+    bundled model answers on the demo catalogue, saying what is loading, until the default model and its
+    catalogue's collection are ready; then the collection's first picture is the example."""
+    catalog = services.catalog
+    first = catalog.catalogue_names()[0]
+    spec = catalog.catalogue(first)
+    bundled = catalog.bundled("categorise")
+    style = "descriptive prompts"
+    if not default or bundled in (None, default) or spec.collection not in catalog.collections(default):
+        return {"compute": lambda: (*on_categorise(example, "", default, style, first), example, default, first),
+                "models": [default]}
+    loading = (f"⏳ **{default}** and the **{spec.collection}** pictures are loading (a download, and on a first "
+               f"start the collection's index, built once). Until they are ready this example is the demo world's, "
+               f"categorised by {bundled}; reload the page then to see a real product photo.")
+
+    def meanwhile():
+        probs, heat, text = on_categorise(example, "", bundled, style, DEMO_CATALOGUE)
+        return probs, heat, loading + "\n\n" + text, example, bundled, DEMO_CATALOGUE
+
+    def real():
+        meta = services.index(default, spec.collection).meta
+        picture = Image.open(io.BytesIO(meta.iloc[0]["image"])).convert("RGB")
+        return (*on_categorise(picture, "", default, style, first), picture, default, first)
+
+    return {"compute": meanwhile, "models": [bundled, default], "real": real,
+            "ready": lambda: services.ready(default, spec.collection)}
 
 
 def build(services: Services, warm: WarmStart) -> Arrival:
@@ -144,6 +183,9 @@ def build(services: Services, warm: WarmStart) -> Arrival:
                 image = gr.Image(examples[0] if examples else None, label="Product photo", type="filepath",
                                  sources=["upload", "clipboard"], height=240)
                 model = gr.Dropdown(models, value=default, label="Model")
+                catalogues = catalog.catalogue_names()
+                catalogue = gr.Dropdown(catalogues, value=catalogues[0], label="Catalogue",
+                                        visible=len(catalogues) > 1)
                 style = gr.Radio(list(STYLES), value="descriptive prompts", label="Categories")
                 labels = gr.Textbox(label="Your labels (comma-separated)", placeholder="e.g. toy, furniture, clock",
                                     visible=False)
@@ -171,31 +213,33 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             top_gallery = gr.Gallery(label="Test products closest to each class's prompts", columns=8, height=260)
 
         @visitor_errors
-        def on_categorise(img, lab, m, st):
-            picture, result = run_categorise(services, img, lab if STYLES[st] == "custom" else "", m, STYLES[st])
+        def on_categorise(img, lab, m, st, cat=None):
+            picture, result = run_categorise(services, img, lab if STYLES[st] == "custom" else "", m, STYLES[st], cat)
             heat_img = overlay(picture, result.heatmap) if result.heatmap is not None else None
             return result.probs, heat_img, _explain(result)
 
-        go.click(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
-        image.upload(on_categorise, [image, labels, model, style], [label, heat, explain], api_visibility="private")
+        inputs = [image, labels, model, style, catalogue]
+        go.click(on_categorise, inputs, [label, heat, explain], api_visibility="private")
+        image.upload(on_categorise, inputs, [label, heat, explain], api_visibility="private")
         style.change(lambda st: gr.Textbox(visible=STYLES[st] == "custom"), style, labels, api_visibility="private")
-        arrival = worked_answer(warm, "categorise worked answer", [label, heat, explain],
-                                lambda: on_categorise(examples[0], "", default, "descriptive prompts"),
-                                models=[default], task="categorise")
+        arrival = worked_answer(warm, "categorise worked answer", [label, heat, explain, image, model, catalogue],
+                                **_arrival_answers(services, on_categorise, examples[0] if examples else None, default),
+                                task="categorise")
         analysis_out = [cm_plot, sim_plot, top_gallery]
         acc.expand(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
         for c in (cm_model, cm_style):
             c.change(lambda m, s: _analysis(services, m, s), [cm_model, cm_style], analysis_out, api_visibility="private")
 
         def categorise_api(image: FileData | None = None, labels: str = "", model: str = "",
-                           style: str = "descriptive") -> dict:
-            """Categorise a product photo. labels: comma-separated custom labels (empty: the catalogue's seven
-            categories); style: "descriptive" or "bare" prompts for the catalogue categories. Returns
+                           style: str = "descriptive", catalogue: str = "") -> dict:
+            """Categorise a product photo. labels: comma-separated custom labels (empty: the catalogue's
+            categories); style: "descriptive" or "bare" prompts for the catalogue categories; catalogue: one of
+            the catalog's catalogues (empty: the default one, e.g. the demo world's seven categories). Returns
             {probabilities: {label: p}, top, margin, doubtful, far_from_known, photo_reading}; far_from_known is
             true when the photo is far from every product the model knows (the answer is then a guess);
             photo_reading is non-empty when a photograph was answered across domains (see README)."""
             style = "custom" if labels and labels.strip() else style
-            _, result = visitor_errors(run_categorise)(services, image, labels, model, style)
+            _, result = visitor_errors(run_categorise)(services, image, labels, model, style, catalogue)
             for notice in result.notices:  # e.g. labels dropped, or a photo far from every known product
                 gr.Warning(notice)
             return {"probabilities": result.probs, "top": result.top, "margin": round(result.margin, 6),

@@ -50,12 +50,16 @@ def notices_markdown(notices: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Arrival:
-    """A tab's worked answer: what `outputs` show as soon as a page loads, computed once by warm-up step `step`."""
+    """A tab's worked answer: what `outputs` show as soon as a page loads, computed once by warm-up step `step`.
+    With `real`, the tab's default is a model that must first download (or a collection the app must build): the
+    answer of `step` (the bundled world's, saying what is loading) is shown until `ready()`, then `real()`'s."""
 
     step: str
     outputs: list[gr.components.Component]
     models: list[str]  # the tab's default models, which the warm start prepares for `task`
     task: str = ""  # "search", "categorise", "caption": what the tab does with them
+    real: Callable[[], list] | None = None  # the rendered answer on the real default, computed once when ready
+    ready: Callable[[], bool] | None = None
 
 
 def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) -> list:
@@ -69,16 +73,30 @@ def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) 
 
 
 def worked_answer(warm: WarmStart, step: str, outputs: Sequence[gr.components.Component],
-                  compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = (), task: str = "") -> Arrival:
-    """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step."""
+                  compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = (), task: str = "",
+                  real: Callable[[], Sequence[Any]] | None = None, ready: Callable[[], bool] | None = None) -> Arrival:
+    """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step; with `real`
+    and `ready`, the answer on the real default replaces it once `ready()` (computed once, by the first page
+    load that finds it ready)."""
     warm.add(step, lambda: rendered(outputs, compute()))
-    return Arrival(step, list(outputs), [m for m in models if m], task)
+    once = None
+    if real is not None:
+        from core.services import BoundedCache
+
+        cache = BoundedCache(1)
+        once = lambda: cache.get(step, lambda: rendered(outputs, real()))  # noqa: E731
+    return Arrival(step, list(outputs), list(dict.fromkeys(m for m in models if m)), task, once, ready)
 
 
 def arrival_handler(warm: WarmStart, arrival: Arrival) -> Callable[[], list]:
     """The page-load handler: the cached answer (waiting for the warm start if it is still computing it)."""
 
     def on_load() -> list:
+        if arrival.real is not None and arrival.ready is not None and arrival.ready():
+            try:
+                return arrival.real()
+            except Exception:  # noqa: BLE001 - the bundled answer below still shows the tab working
+                log.exception("no worked answer on the real default for %s", arrival.step)
         try:
             return warm.get(arrival.step)
         except Exception:  # noqa: BLE001 - no worked answer is better than an error on arrival; the tab still works

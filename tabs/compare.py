@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from core.compare import load_evaluations, long_table, wide_table
+from core.compare import REFERENCE_HEADERS, REFERENCE_ROWS, load_evaluations, long_table, wide_table
 from core.inputs import InputError
 from core.services import BoundedCache, Services
 from core.warmup import WarmStart
@@ -124,6 +124,20 @@ def _shared_collections(services: Services, models: list[str]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
+LONG_HEADERS = ["model", "dataset", "split", "metric", "value", "command"]
+MEASURE_POLL_S = 3.0  # how often an open Compare tab asks for the app's own measurements while they run
+
+
+def all_evaluations(services: Services) -> list[dict]:
+    """The stored evaluation files, then the figures the app measured itself (`core.evaluations`)."""
+    return load_evaluations(services.catalog) + services.evaluations.results()
+
+
+def measuring_status(services: Services) -> str:
+    lines = services.evaluations.status_lines()
+    return "\n\n".join(f"⏳ {line}" for line in lines)
+
+
 def build(services: Services, warm: WarmStart) -> Arrival:
     """The tab; its plots are drawn once per process (by the warm start) and shown on arrival."""
     evaluations = load_evaluations(services.catalog)
@@ -135,10 +149,26 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             "Every figure here is read from the evaluation files written by `python -m evaluation.evaluate` "
             "(fixed seed, standard protocols) and stored beside each model. Click a column header to sort."
         )
-        gr.Dataframe(rows, headers=headers, label="Measured figures (empty cell: does not apply)", wrap=True)
+        measuring = gr.Markdown(elem_id="compare-measuring")
+        wide = gr.Dataframe(rows, headers=headers, label="Measured figures (empty cell: does not apply)", wrap=True)
         with gr.Accordion("Every figure with the command that produced it", open=False):
-            gr.Dataframe([[r[k] for k in ("model", "dataset", "split", "metric", "value", "command")] for r in long_table(evaluations)],
-                         headers=["model", "dataset", "split", "metric", "value", "command"], max_height=400)
+            long = gr.Dataframe([[r[k] for k in LONG_HEADERS] for r in long_table(evaluations)],
+                                headers=LONG_HEADERS, max_height=400)
+        with gr.Accordion("Reference figures quoted from the source documents (not measured here)", open=False):
+            gr.Markdown("Quoted as the seeds report them, on their own data and protocols: **not measured by this "
+                        "app** and not comparable line for line with the rows above.")
+            gr.Dataframe(REFERENCE_ROWS, headers=REFERENCE_HEADERS, wrap=True, elem_id="compare-references")
+        if services.evaluations.statuses():  # a catalog with Hub models: the app measures them in the background
+            timer = gr.Timer(MEASURE_POLL_S)
+
+            def refresh():
+                evs = all_evaluations(services)
+                running = services.evaluations.running()
+                return (measuring_status(services), gr.Dataframe(wide_table(evs)[1]),
+                        gr.Dataframe([[r[k] for k in LONG_HEADERS] for r in long_table(evs)]), gr.Timer(active=running))
+
+            timer.tick(refresh, None, [measuring, wide, long, timer], api_visibility="private",
+                       show_progress="hidden", concurrency_limit=None)
         with gr.Tab("Confusion matrices"):
             style = gr.Radio(["descriptive", "bare"], value="descriptive", label="Zero-shot prompts")
             cm_plot = gr.Plot(elem_id="compare-confusion")
@@ -190,7 +220,7 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         def compare_api(model: str = "") -> list[dict]:
             """Every measured figure as rows {model, dataset, split, metric, value, command}, read from the
             evaluation files; `model` filters to one catalog model (empty: all)."""
-            rows = long_table(load_evaluations(services.catalog))
+            rows = long_table(all_evaluations(services))
             if model:
                 if model not in services.catalog.models:
                     raise gr.Error(f"Unknown model {model!r}; known: {', '.join(services.catalog.models)}.", print_exception=False)
@@ -198,4 +228,12 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             return rows
 
         gr.api(compare_api, api_name="compare", concurrency_limit=4)
+
+        def evaluations_api() -> list[dict]:
+            """The app's own measurements of its Hub models, one entry per (model, task, collection): {model,
+            kind, collection, catalogue, state (waiting, running, done, stored, failed), done, total, step,
+            error, seconds, message}. Finished figures are in /compare."""
+            return [s.as_dict() for s in services.evaluations.statuses()]
+
+        gr.api(evaluations_api, api_name="evaluations", concurrency_limit=None)
     return arrival

@@ -28,6 +28,7 @@ MAX_K = 50
 DEFAULT_K = 12
 KEEP_DOWNLOADS = 4  # results files a session keeps in its folder
 BUILDS_WAITING = 8  # private builds held by the app at once: one runs (core.private), the others say they wait
+REAL_EXAMPLE_QUERY = "a dog running through the grass"  # the worked answer on a collection of real photos
 
 
 def search_target(services: Services, model: str | None, collection: str | None, private: PrivateCollections | None = None,
@@ -153,6 +154,27 @@ def _data_uri(data: bytes) -> str:
 
 def _unseen_label(hit) -> str:
     return f" · 🆕 never seen in training: {', '.join(hit.unseen)}" if hit.unseen else ""
+
+
+def arrival_answers(services: Services, on_search, model: str | None, collection: str | None) -> dict:
+    """worked_answer's compute and models, plus real and ready when the default model is not bundled: then the
+    bundled world answers on arrival, saying what is loading, until the default model and collection are ready."""
+    bundled = services.catalog.bundled("search")
+    if not model or bundled in (None, model):
+        return {"compute": lambda: (*on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, model, collection),
+                                    EXAMPLE_QUERIES[0]), "models": [model]}
+    there = services.catalog.collections(bundled)[0]
+    loading = (f"⏳ **{model}** on **{collection}** is loading (a download, and on a first start the collection's "
+               f"index, built once). Until it is ready this example comes from the bundled demo world ({bundled}, "
+               f"{there}); reload the page then to see it on real photos.")
+
+    def meanwhile():
+        gallery, notes, *rest = on_search(EXAMPLE_QUERIES[0], None, DEFAULT_K, bundled, there)
+        return gallery, loading + "\n\n" + notes, *rest, EXAMPLE_QUERIES[0]
+
+    return {"compute": meanwhile, "models": [bundled, model],
+            "real": lambda: (*on_search(REAL_EXAMPLE_QUERY, None, DEFAULT_K, model, collection), REAL_EXAMPLE_QUERY),
+            "ready": lambda: services.ready(model, collection)}
 
 
 def build_status(services: Services) -> dict:
@@ -305,9 +327,9 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         def on_search(q, img, k_, m, c, request: gr.Request):
             return search_outputs(q, img, k_, m, c, request.session_hash)
 
-        def worked() -> tuple:
-            """The arrival's answer, the same for every visitor: its JSON download served from Gradio's cache."""
-            *shown, path = search_outputs(EXAMPLE_QUERIES[0], None, DEFAULT_K, model.value, collection.value, None)
+        def worked(q, img, k_, m, c) -> tuple:
+            """An arrival's answer, the same for every visitor: its JSON download served from Gradio's cache."""
+            *shown, path = search_outputs(q, img, k_, m, c, None)
             return (*shown, download.move_resource_to_block_cache(path))
 
         @visitor_errors
@@ -325,8 +347,8 @@ def build(services: Services, warm: WarmStart) -> Arrival:
         gallery.select(on_select, last, [why_image, why_words, why_note, why], api_visibility="private")
         model.change(on_model, model, collection, api_visibility="private")
         wire_your_pictures(services, private, panel, model, collection)
-        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last, download],  # hits can be explained
-                                worked, models=[model.value], task="search")
+        arrival = worked_answer(warm, "search worked answer", [gallery, notes, last, download, query],  # explainable
+                                **arrival_answers(services, worked, model.value, collection.value), task="search")
 
         def search(
             query: str = "", image: FileData | None = None, k: int = 10, model: str = "", collection: str = "",

@@ -14,7 +14,7 @@ def client(app_url):
 
 def test_compare_returns_the_stored_figures(client):
     rows = client.predict("", api_name="/compare")
-    assert rows and set(rows[0]) == {"model", "dataset", "split", "metric", "value", "command"}
+    assert rows and set(rows[0]) == {"model", "dataset", "split", "metric", "value", "command", "lookalike", "measured"}
     assert {"demo-clip", "dual-minilm-cnn", "cnn-baseline", "demo-captioner"} <= {r["model"] for r in rows}
     stored = json.loads(Path("assets/models/cnn-baseline/eval/demo_world_free--products-test.json").read_text())
     acc = next(r["value"] for r in rows if r["model"] == "cnn-baseline" and r["metric"] == "supervised accuracy"
@@ -31,5 +31,6 @@ def test_compare_filters_by_model(client):
 
 def test_api_lists_exactly_the_documented_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/search", "/explain", "/categorise", "/caption", "/compare"}
+    assert set(api["named_endpoints"]) == {"/search", "/explain", "/categorise", "/caption", "/compare",
+                                                "/evaluations"}
     assert not api["unnamed_endpoints"]

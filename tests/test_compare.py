@@ -26,7 +26,7 @@ def test_every_bundled_model_has_evaluations(evaluations):
 
 def test_table_values_are_the_files_values(evaluations):
     rows = long_table(evaluations)
-    assert rows and all(set(r) == {"model", "dataset", "split", "metric", "value", "command"} for r in rows)
+    assert rows and all(set(r) == {"model", "dataset", "split", "metric", "value", "command", "lookalike", "measured"} for r in rows)
     for ev in evaluations:
         stored = json.loads(Path(ev["file"]).read_text())
         split = f"{stored['config']}/{stored['split']}"

@@ -140,6 +140,7 @@ tiny = "{corpus}"
 
 
 def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, tiny_corpus, monkeypatch):
+    import core.indexing as indexing
     import pipelines.build_index as build_index
 
     catalog = _build_catalog(tmp_path, tiny_corpus)
@@ -151,7 +152,7 @@ def test_the_app_builds_a_missing_index_in_the_background(local_hub, tmp_path, t
         assert gate.wait(60)
         return real_rows(*args, **kwargs)
 
-    monkeypatch.setattr(build_index, "embed_rows", slow_embed)
+    monkeypatch.setattr(indexing, "embed_rows", slow_embed)
     with pytest.raises(IndexNotReady, match="(?i)the built here index for demo-clip.*Other collections"):
         services.index("demo-clip", "built here")
     # meanwhile, every other collection keeps working
@@ -219,7 +220,7 @@ def test_reduced_rehearsal_every_hub_model_answers_every_endpoint(tmp_path):
     """The Space with catalog.hub.toml against a look-alike Hub (random weights of the real architectures)."""
     from bench.rehearsal import markdown, run
 
-    result = run(reduced=True, hub_dir=tmp_path / "hub", repeats=1)
+    result = run(reduced=True, hub_dir=tmp_path / "hub", repeats=1, with_preload=True)
     (tmp_path / "rehearsal.md").write_text(markdown(result))
     failed = [c for c in result["calls"] + result["first_answers"] + result["index_builds"] if not c["ok"]]
     assert not failed, failed
@@ -233,6 +234,20 @@ def test_reduced_rehearsal_every_hub_model_answers_every_endpoint(tmp_path):
     endpoints = {(c["model"], c["endpoint"].split(" ")[0]) for c in result["calls"]}
     assert {("blip-base-captioning", "/caption"), ("clip-vit-b-32-laion2b", "/categorise"),
             ("siglip-base", "/search"), ("openai-clip-vit-b-32", "/search")} <= endpoints
+    # the README's preload_from_hub lines (pipelines.space_card) hold every file the loaders read: after the
+    # Space-build step, the app fetched no model file itself, refs/pr revisions included
+    assert len(result["preload"]["lines"]) == 4
+    assert result["preload"]["model_bytes_fetched_by_the_app"] == {m: 0 for m in endpoints_models(result)}
+    # the app measured every Hub model itself, and Compare labels the rows as random weights'
+    m = result["measurements"]
+    assert all(e["state"] == "done" for e in m["evaluations"]), m["evaluations"]
+    assert {c["model"] for c in m["compare_rows"] if c["rows"]} == {d["model"] for d in result["downloads"]}
+    assert all(c["lookalike_labelled"] for c in m["compare_rows"])
+    assert m["n_idle"] and m["all_rows_ready_after_s"] > 0
+
+
+def endpoints_models(result) -> set[str]:
+    return {d["model"] for d in result["downloads"]}
 
 
 def test_space_card_pins_each_model_to_the_commit_and_files_it_loads(local_hub, tmp_path):
