@@ -84,6 +84,8 @@ def import_family_libraries(families: Collection[str] | None = None) -> list[str
     done = []
     for family in sorted(_FAMILIES if families is None else set(families) & set(_FAMILIES)):
         for target in _IMPORTS.get(family, []):
+            if target in done:
+                continue
             module, _, attribute = target.partition(":")
             loaded = importlib.import_module(module)
             if attribute:

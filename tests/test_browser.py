@@ -164,7 +164,7 @@ def test_your_pictures_in_the_browser(app_url, page, tmp_path):
         files.append(tmp_path / f"my-photo-{i}.png")
         picture(300 + i, (400, 300)).save(files[-1])
     page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
-    page.locator("#search-results img").first.wait_for(timeout=30_000)  # the worked answer is there
+    page.locator("#search-results img").first.wait_for(timeout=120_000)  # the worked answer (a busy machine: slow)
     with page.expect_download(timeout=30_000) as download:  # its results, as JSON, before anything is clicked
         page.locator("#search-download").click()
     arrival = json.loads(Path(download.value.path()).read_text())
@@ -191,7 +191,7 @@ def test_your_pictures_in_the_browser(app_url, page, tmp_path):
 
     other = page.context.browser.new_page()  # another visitor
     other.goto(app_url, wait_until="load")
-    other.locator("#search-results img").first.wait_for(timeout=30_000)
+    other.locator("#search-results img").first.wait_for(timeout=120_000)
     other.get_by_label("Collection").click()
     other.get_by_role("option").first.wait_for(timeout=10_000)
     options = other.get_by_role("option").all_inner_texts()
