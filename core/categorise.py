@@ -123,14 +123,20 @@ def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, sty
 
 def categorise_upload(services, model: str, image: Image.Image, labels: list[str] | None, style: str,
                       heatmap: bool = True, catalogue=None) -> Categorisation:
-    """What Categorise answers a visitor's upload: `categorise`, then the familiarity check against the model's
-    product collection (`core.familiarity.product_upload_notice`); an upload far from every product is answered
-    across domains when it is a photograph ImageNet is sure of (`categorise_as_photo`), else flagged."""
-    from core.familiarity import product_upload_notice
+    """What Categorise answers a visitor's upload: `categorise`, then the familiarity check: does the image tower
+    recognise any concept of the world in it (`core.familiarity.unrecognised_notice`, for models that recognise
+    cell by cell), else is it near a product of the model's collection (`product_upload_notice`; that floor is
+    tight, products of the world being alike, and flags most pictures in other styles: measured in README). An
+    upload that fails it is answered across domains when it is a photograph ImageNet is sure of
+    (`categorise_as_photo`), else flagged."""
+    from core.familiarity import product_upload_notice, unrecognised_notice
 
     encoder = services.encoder(model)
     result = categorise(encoder, image, labels, style, heatmap=heatmap, catalogue=catalogue)
-    far = product_upload_notice(services, model, result.image_embedding)
+    if getattr(encoder, "recognition_floor", None) is not None:
+        far = unrecognised_notice(encoder, image)
+    else:
+        far = product_upload_notice(services, model, result.image_embedding)
     across = categorise_as_photo(encoder, image, labels, style, catalogue) if far else None
     if across is not None:
         across.heatmap, across.heatmap_method = result.heatmap, result.heatmap_method

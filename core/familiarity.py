@@ -64,6 +64,18 @@ def unfamiliar_notice(best: float | None, floor: float | None, kind: str, collec
     ]
 
 
+def unrecognised_notice(encoder, image) -> list[str]:
+    """A visitor-facing line when the image tower recognises no concept of the world anywhere in the picture
+    (its best cell probability under the model's calibrated floor, `pipelines.recognition_floor`)."""
+    floor = getattr(encoder, "recognition_floor", None)
+    best = encoder.recognition(image) if floor is not None else None
+    if best is None or best >= floor:
+        return []
+    return [f"{encoder.name} recognises nothing of this world in your picture (its most confident concept scores "
+            f"{best:.3f}, under the {floor:.3f} that 99% of the world's own pictures reach): what is shown are the "
+            "closest pictures, not matches."]
+
+
 def product_upload_notice(services, model: str, image_embedding) -> list[str]:
     """Categorise's check: a warning when an upload (its embedding, already computed) is far from every product
     of the model's local, calibrated product collection. Nothing for models without one (the supervised

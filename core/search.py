@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.familiarity import BLANK_NOTICE, PHOTO_FLOOR, floor_of, is_blank, unfamiliar_notice
+from core.familiarity import BLANK_NOTICE, PHOTO_FLOOR, floor_of, is_blank, unfamiliar_notice, unrecognised_notice
 from core.inputs import clean_text
 from core.services import BoundedCache
 
@@ -84,6 +84,7 @@ def search_image(encoder, index, image, k: int) -> SearchResult:
     if is_blank(image):
         return SearchResult(hits, [BLANK_NOTICE], index.index.ntotal, True)
     far = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "image"), "image")
+    far = far or unrecognised_notice(encoder, image)
     if far:
         across = search_as_photo(encoder, index, image, k)
         if across is not None:

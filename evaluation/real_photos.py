@@ -12,7 +12,8 @@ and Caption. What is counted:
 - photographs of seen concepts: whether a picture of that concept is among Search's top 5;
 - pictures the app cannot answer: whether Search and Categorise say so (`far_from_known`), or say they answered
   a photograph across domains (`photo_reading`), rather than presenting the closest pictures as matches;
-- the world's own pictures (`--world-check`, e.g. the visitor-like split): how often the notice fires wrongly.
+- the world's own pictures (`--world-check`, the visitor-like split: its scenes for Search, its products for
+  Categorise): how often the notice fires wrongly.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def _shows(captions: list[str], concepts: tuple[str, ...]) -> bool:
 
 
 def evaluate(services, search_model: str, collection: str, categorise_model: str, captioner: str,
-             world_check: list[Image.Image] | None = None) -> dict:
+             world_check: list[Image.Image] | None = None, world_products: list[Image.Image] | None = None) -> dict:
     rows = []
     for photo in PHOTOS + UNANSWERABLE:
         out = answer(services, load_photo(photo), search_model, collection, categorise_model, captioner)
@@ -138,9 +139,9 @@ def evaluate(services, search_model: str, collection: str, categorise_model: str
         enc, idx = services.encoder(search_model), services.index(search_model, collection)
         s = [search_image(enc, idx, im, 1).far_from_known for im in world_check]
         c = [categorise_upload(services, categorise_model, im, None, "descriptive", heatmap=False).far_from_known
-             for im in world_check]
+             for im in world_products or []]
         summary |= {"world_pictures": len(world_check), "search_false_alarm_rate": 100 * float(np.mean(s)),
-                    "categorise_false_alarm_rate": 100 * float(np.mean(c))}
+                    "world_products": len(c), "categorise_false_alarm_rate": 100 * float(np.mean(c)) if c else None}
     return {"summary": summary, "rows": rows}
 
 
@@ -174,8 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     world = pil_images(load_split(args.world_check, "scenes", "test"))[: args.world_n] if args.world_check else None
+    products = pil_images(load_split(args.world_check, "products", "test"))[: args.world_n] if args.world_check else None
     result = evaluate(Services(load_catalog()), args.search_model, args.collection, args.categorise_model,
-                      args.captioner, world)
+                      args.captioner, world, products)
     result["command"] = "python -m evaluation.real_photos " + " ".join(argv or [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

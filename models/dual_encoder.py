@@ -193,6 +193,20 @@ def input_scaling(cfg: DualEncoderConfig) -> tuple[tuple, tuple]:
     return spec.mean, spec.std
 
 
+def name_prompts(name: str) -> list[str]:
+    from demo_world.concepts import with_article
+
+    return [with_article(name), f"a picture of {with_article(name)}"]
+
+
+def name_embeddings(st, names: list[str]) -> torch.Tensor:
+    """(K, 384): the mean of each concept name's normalised prompt embeddings, renormalised: the weights of the
+    image tower's per-cell recognition."""
+    flat = [p for n in names for p in name_prompts(n)]
+    emb = st.encode(flat, convert_to_tensor=True, normalize_embeddings=True, batch_size=256, show_progress_bar=False)
+    return torch.nn.functional.normalize(emb.view(len(names), -1, emb.shape[-1]).mean(1), dim=-1)
+
+
 def text_tower_folder(source: str) -> Path:
     """MiniLM from the offline PyPI package when it is that model, else through the source resolver."""
     if source == MINILM:
@@ -235,6 +249,8 @@ class DualEncoder(Encoder):
     def __init__(self, model: DualEncoderModel, sentence_encoder, name: str):
         self.model = model.eval()
         self._imagenet = None  # (network, class-name embeddings), loaded on the first photo
+        self._names = None  # (K, D) the seen concepts' name embeddings, for `recognition`
+        self.recognition_floor: float | None = None  # under it, a picture shows nothing the world knows
         self._imagenet_lock = threading.Lock()
         self.sentence_encoder = sentence_encoder
         self.name = name
@@ -269,6 +285,22 @@ class DualEncoder(Encoder):
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
+
+    def recognition(self, image: Image.Image) -> float | None:
+        """The image tower's best cell probability for any seen concept of the demo world: near zero for noise,
+        blank pictures and textures, which show nothing the world knows. None for a tower without the per-cell
+        recognition (the small CNN)."""
+        if self.model.cfg.image_tower == "cnn":
+            return None
+        with self._imagenet_lock:
+            if self._names is None:
+                from demo_world.concepts import load_concepts
+
+                self._names = name_embeddings(self.sentence_encoder, [c.name for c in load_concepts() if c.split == "train"])
+        tower = self.model.image
+        with torch.inference_mode():
+            probs = tower.cell_logits(tower.features(self.pixels([image])), self._names).softmax(-1)  # (1, h, w, 1+K)
+        return float(probs[..., 1:].max())
 
     def photo_reading(self, image: Image.Image) -> PhotoReading | None:
         """ConSE (Norouzi et al. 2014): the untouched ImageNet network's top classes for `image`, and the mean of
@@ -315,7 +347,10 @@ def load_dual_encoder(folder: Path, name: str) -> DualEncoder:
     cfg = read_config(folder, name, DualEncoderConfig, ("config.json", "model.safetensors"), "pipelines.train_dual_encoder")
     model = DualEncoderModel(cfg)
     load_weights(model, load_file(str(folder / "model.safetensors")))
-    return DualEncoder(model, load_sentence_encoder(cfg.text_tower), name)
+    encoder = DualEncoder(model, load_sentence_encoder(cfg.text_tower), name)
+    floor = folder / "recognition.json"  # pipelines.recognition_floor
+    encoder.recognition_floor = json.loads(floor.read_text())["floor"] if floor.is_file() else None
+    return encoder
 
 
 def load_weights(model: DualEncoderModel, state: dict[str, torch.Tensor]) -> None:

@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 from demo_world.concepts import load_concepts
-from models.dual_encoder import MINILM, load_sentence_encoder
+from models.dual_encoder import MINILM, load_sentence_encoder, name_embeddings
 from models.grounded_captioner import GroundedConfig, save_grounded_captioner
 from models.registry import create_model
 from pipelines.common import parse_config
 from pipelines.tower_cache import load_split
-from pipelines.train_dual_encoder import name_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from demo_world.concepts import load_concepts, with_article
+from demo_world.concepts import load_concepts
 from demo_world.icons import CATEGORIES
 from evaluation.retrieval import recall_at_k
-from models.dual_encoder import MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, save_dual_encoder
+from models.dual_encoder import (
+    MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, name_embeddings, save_dual_encoder,
+)
 from models.zero_shot import prompts_for
 from pipelines.common import BestWeights, cosine_lr, parse_config, training_record
 from pipelines.tower_cache import load_split
@@ -52,17 +54,6 @@ class TrainConfig:
     cell_weight: float = 1.0  # recognition loss weight, against 1.0 for alignment
     eval_every: int = 250
     threads: int = 2
-
-
-def name_prompts(name: str) -> list[str]:
-    return [with_article(name), f"a picture of {with_article(name)}"]
-
-
-def name_embeddings(st, names: list[str]) -> torch.Tensor:
-    """(K, 384): the mean of each name's normalised prompt embeddings, renormalised."""
-    flat = [p for n in names for p in name_prompts(n)]
-    emb = st.encode(flat, convert_to_tensor=True, normalize_embeddings=True, batch_size=256)
-    return F.normalize(emb.view(len(names), -1, emb.shape[-1]).mean(1), dim=-1)
 
 
 def text_embeddings(st, texts: list[str], cache: Path) -> torch.Tensor:
