@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench import save_result
 

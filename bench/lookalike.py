@@ -402,7 +402,7 @@ def build(root: Path, plan: Plan | None = None, parts: tuple[str, ...] = ("model
     stamp = root / "lookalike.json"
     record = {"plan": _plan_dict(plan), "parts": list(parts)}
     if stamp.is_file() and {k: v for k, v in json.loads(stamp.read_text()).items() if k != "repos"} == record:
-        model_cards(hub)  # cheap, so a hub written before the cards existed gets them too
+        model_cards(LocalHub(root))  # cheap, so a hub written before the cards existed gets them too
         return root
     hub = LocalHub(root)
 

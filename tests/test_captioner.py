@@ -13,7 +13,7 @@ from core.caption import caption, heat_on_image, token_heats
 from core.inputs import InputError
 from evaluation.captioning import box_chance, caption_metrics, corpus_bleu, find_phrase, has_repeated_phrase, peak_in_box
 from models.beam_search import banned_tokens, beam_search
-from models.captioner import (CaptionerConfig, CaptionResult, ShowAttendTell, ShowAttendTellCaptioner, Vocabulary,
+from models.captioner import (CaptionerConfig, CaptionResult, ShowAttendTell, Vocabulary,
                               caption_loss, detokenize, save_captioner, tokenize)
 from models.registry import create_model
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from demo_world.concepts import CONCEPT_TABLE, build_concepts, load_concepts, to_tsv, with_article
-from demo_world.free_captions import POSITION_PHRASES, free_scene_captions
+from demo_world.free_captions import free_scene_captions
 from demo_world.free_corpus import (
     PRODUCT_SPLITS, SCENE_SPLITS, TRAINING_SPLITS, build_free_split, iter_free_products, iter_free_scenes,
 )
