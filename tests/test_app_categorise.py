@@ -19,7 +19,8 @@ def client(app_url):
 def test_catalogue_categories(client):
     watch = next(p for p in EXAMPLES if p.name.endswith("alarm-clock.png"))
     out = client.predict(handle_file(str(watch)), "", "cnn-baseline", "descriptive", api_name="/categorise")
-    assert set(out) == {"probabilities", "top", "margin", "doubtful"}
+    assert set(out) == {"probabilities", "top", "margin", "doubtful", "far_from_known", "photo_reading"}
+    assert out["far_from_known"] is False and out["photo_reading"] == ""
     assert set(out["probabilities"]) == set(CATEGORIES)
     assert out["top"] == "watches" and 0 <= out["margin"] <= 1
     assert out["doubtful"] == (out["margin"] < 0.2)
