@@ -32,5 +32,5 @@ def test_compare_filters_by_model(client):
 def test_api_lists_exactly_the_documented_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == {"/search", "/explain", "/categorise", "/caption", "/compare",
-                                                "/evaluations"}
+                                                "/evaluations", "/build_collection", "/forget_collection"}
     assert not api["unnamed_endpoints"]
