@@ -10,7 +10,7 @@ No gradio here: the Search tab and its API call these functions with the visitor
 - **Zips** are read in memory, never unpacked to disk: a member whose path would lead outside the zip's folder
   (`../x.png`, `/etc/x.png`, `C:\\x.png`), a link, an encrypted member, a file that is not a picture and macOS's
   `__MACOSX` copies are each skipped with their reason. Nothing of a collection is written to disk.
-- **Embedding and search** use the code every bundled collection uses: `pipelines.build_index.embed_batch` (the
+- **Embedding and search** use the code every bundled collection uses: `core.indexing.embed_batch` (the
   encoder's own preprocessing, batched), `index.build_index` / `choose_factory` and `index.LoadedIndex`, so
   `core.search.search_text` / `search_image` serve it unchanged. A hit's id and caption are the file's name.
 - **Private and bounded** (`PrivateCollections`): a collection belongs to one session id and is found only with
@@ -308,7 +308,7 @@ def decode(data: bytes) -> Image.Image:
 
 def _thumbnail(picture: Image.Image) -> bytes:
     """What the gallery shows: a small picture as PNG, a larger one as a JPEG of THUMBNAIL_PX (as the bundled
-    photo collections keep theirs, `pipelines.build_index.thumbnail`)."""
+    photo collections keep theirs, `core.indexing.thumbnail`)."""
     if max(picture.size) <= THUMBNAIL_PX:
         return image_to_png_bytes(picture)
     small = picture.copy()
@@ -324,7 +324,7 @@ def build_collection(encoder, model: str, candidates: Sequence[_Candidate], skip
     """Read, decode, embed and index `candidates`, BATCH at a time (memory stays bounded), through the same
     embedding and index code as the bundled collections. `progress(done, total)` after each batch."""
     from index import IndexInfo, LoadedIndex, build_index, choose_factory, utc_now
-    from pipelines.build_index import embed_batch
+    from core.indexing import embed_batch
 
     start = time.monotonic()
     skipped = list(skipped)

@@ -109,8 +109,12 @@ def _init_encoder(model: ShowAttendTell, cfg: "TrainConfig") -> None:
         return
     if cfg.encoder == "demo_cnn":  # the dual encoder's CNN trunk
         state = load_file(str(Path(cfg.init_encoder) / "model.safetensors"))
-        model.encoder.load_state_dict({k.removeprefix("image.features."): v for k, v in state.items()
-                                       if k.startswith("image.features.")})
+        trunk = {k.removeprefix("image.features."): v for k, v in state.items() if k.startswith("image.features.")}
+        if not trunk:
+            raise SystemExit(f"{cfg.init_encoder} holds no small-CNN trunk (the bundled dual encoder now starts from "
+                             "ImageNet EfficientNet-Lite0); pass --init-encoder '' to start from scratch, or the "
+                             "folder of a small-CNN dual encoder (git history, commit e6c6768)")
+        model.encoder.load_state_dict(trunk)
     else:
         model.encoder.load_pretrained(resolve(cfg.init_encoder, repo_type="model"))
 
