@@ -178,8 +178,8 @@ def test_train_captioner_and_evaluate(tmp_path, corpus):
     from pipelines.train_captioner import main
 
     out = tmp_path / "cap"
-    main(["--out", str(out), "--steps", "4", "--frozen-steps", "2", "--train-scenes", "48", "--val-scenes", "6",
-          "--batch-size", "8", "--eval-every", "2"])
+    main(["--out", str(out), "--init-encoder", "", "--steps", "4", "--frozen-steps", "2", "--train-scenes", "48",
+          "--val-scenes", "6", "--batch-size", "8", "--eval-every", "2"])
     config = json.loads((out / "config.json").read_text())
     assert [h["step"] for h in config["training"]["history"]] == [2, 4]
     catalog = tmp_path / "catalog.toml"
