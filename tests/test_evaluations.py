@@ -19,7 +19,7 @@ def _hub_catalog(tmp_path: Path, hub) -> Path:
     """The bundled catalog plus two "Hub" models (the bundled demo CLIP and captioner, published to the local Hub
     with a look-alike card) and the look-alike Flickr8k and fashion datasets, with indexes the app builds."""
     card = "---\nlookalike: true\n---\nrandom weights\n"
-    for repo, folder in (("vl-test/demo-clip", "demo-clip"), ("vl-test/demo-captioner", "demo-captioner")):
+    for repo, folder in (("vl-test/demo-clip", "demo-clip"), ("vl-test/demo-captioner", "demo-sat-captioner")):
         staged = tmp_path / "stage" / folder
         shutil.copytree(ROOT / "assets" / "models" / folder, staged, ignore=shutil.ignore_patterns("eval"))
         (staged / "README.md").write_text(card)

@@ -173,18 +173,25 @@ def test_visitor_pictures_are_not_our_generator_and_score_like_a_test_split():
 
 
 def test_categorise_warns_about_uploads_far_from_every_known_product(monkeypatch):
+    """A model that recognises cell by cell (the bundled dual encoder) is checked by its recognition floor; one
+    without is checked against its product collection's floor; a supervised classifier is not checked."""
     from core.services import Services
     from tabs.categorise import run_categorise
 
     services = Services(load_catalog())
     example = str(sorted((ROOT / "assets" / "examples" / "products").glob("test-*.png"))[0])
+    encoder = services.encoder("dual-minilm-cnn")
+    monkeypatch.setattr(encoder, "recognition_floor", 2.0)  # above any probability: nothing is recognised
+    _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
+    assert result.far_from_known and any("recognises nothing of this world" in n for n in result.notices)
+    _, result = run_categorise(services, example, "", "cnn-baseline", "descriptive")  # no embeddings: no check
+    assert not result.far_from_known
+    monkeypatch.setattr(encoder, "recognition_floor", None)  # no recognition: the product collection's floor
     index = services.index("dual-minilm-cnn", "demo products (test split + never-seen products)")
     record = index.info.extra["familiarity"]["image"]
     monkeypatch.setitem(record, "floor", 2.0)  # above any cosine: everything is "far"
     _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
     assert any("Nothing in the demo products" in n and "picture" in n for n in result.notices)
-    _, result = run_categorise(services, example, "", "cnn-baseline", "descriptive")  # no embeddings: no check
-    assert not any("Nothing in" in n for n in result.notices)
     monkeypatch.setitem(record, "floor", -2.0)
     _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
     assert not any("Nothing in" in n for n in result.notices)

@@ -136,19 +136,19 @@ def test_the_server_answers_during_warm_up_and_first_requests_wait_for_the_load(
     from app import build_demo, launch
 
     gate = threading.Event()
-    loads = _counting_loader(monkeypatch, gate, gated="demo-clip")
+    loads = _counting_loader(monkeypatch, gate, gated="dual-minilm-cnn")  # the Search tab's default
     warm = WarmStart()
     demo = build_demo(load_catalog(), warm=warm)
     launch(demo, warm, server_name="127.0.0.1")
     try:
         client = Client(demo.local_url, verbose=False)
-        assert client.predict("", api_name="/compare")  # answered while demo-clip is still loading
+        assert client.predict("", api_name="/compare")  # answered while the search model is still loading
         jobs = [client.submit("a dog on a blue background", None, 5, "", "", api_name="/search") for _ in range(3)]
         gate.set()
         answers = [job.result(timeout=120) for job in jobs]
         assert all(len(a) == 5 for a in answers) and len({tuple(h["id"] for h in a) for a in answers}) == 1
         assert warm.wait(120) and not warm.errors
-        assert loads["demo-clip"] == 1 and all(n == 1 for n in loads.values())
+        assert loads["dual-minilm-cnn"] == 1 and all(n == 1 for n in loads.values())
     finally:
         demo.close()
 
@@ -195,8 +195,8 @@ def test_worked_answers_are_computed_once_and_served_to_every_page_load(monkeypa
     assert len(on_load) == 4  # Search, Categorise, Caption, Compare
     first, second = [fn() for fn in on_load], [fn() for fn in on_load]
     assert all(a is b for a, b in zip(first, second)) and searches == {"text": 1}
-    gallery, notes, last, query = first[0]  # the query box shows the worked answer's query
-    assert query == "a dog on a blue background"
+    gallery, notes, last, download, query = first[0]  # the query box shows the worked answer's query
+    assert query == tabs.search.EXAMPLE_QUERIES[0] and str(download).endswith(".json")  # and its results file
     assert len(gallery) == 12 and "cosine similarity" in notes
     assert last["text"] == tabs.search.EXAMPLE_QUERIES[0] and len(last["hits"]) == 12  # the hits can be explained
     assert all(answer and all(v is not None for v in answer) for answer in first)

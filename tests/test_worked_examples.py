@@ -49,15 +49,20 @@ def test_search_examples_find_what_they_name(services, lexicon, i):
     assert set(names) <= _named(lexicon, hits[0].caption), (query, [h.caption for h in hits])  # the first hit
 
 
-def test_held_out_search_examples_show_the_frontier(services, lexicon):
-    """Never-seen concepts are the honest zero-shot frontier: at least one of the three is found in the top 5."""
+def test_held_out_concepts_are_found_above_chance(services, lexicon):
+    """Never-seen concepts are the honest zero-shot frontier (held-out hit@5 21.6%, README): the first 20 held-out
+    scenes with one object, searched by the concept's name alone, find it in the top 5 at least twice (chance:
+    about 0.3 of 20, each concept being in ~6 of the 2,000 pictures)."""
     from core.search import search_text
+    from demo_world.concepts import with_article
+    from demo_world.free_corpus import iter_free_scenes
 
     model = services.catalog.picker_models("search")[0]
     enc, index = services.encoder(model), services.index(model, services.catalog.collections(model)[0])
-    found = [set(names) <= set().union(*(_named(lexicon, h.caption) for h in search_text(enc, index, q, 5).hits))
-             for q, _, names in example_queries()[3:]]
-    assert sum(found) >= 1
+    names = [s.items[0].concept.name for s, _ in iter_free_scenes("heldout", 200) if len(s.items) == 1][:20]
+    found = [n in set().union(*(_named(lexicon, h.caption) for h in search_text(enc, index, with_article(n), 5).hits))
+             for n in names]
+    assert len(names) == 20 and sum(found) >= 2, dict(zip(names, found))
 
 
 def test_categorise_examples_are_put_in_their_category(services):
@@ -83,6 +88,6 @@ def test_caption_examples_name_what_is_there_and_nothing_else(services, lexicon)
         present = {n.strip() for n in label.split(",")}
         caption = captioner.caption(Image.open(SCENES / file)).caption
         mentions = lexicon.mentions(tokenize(caption))
-        assert mentions and all(m.concepts & present for m in mentions), (file, caption)  # invents nothing
+        assert all(m.concepts & present for m in mentions), (file, caption)  # invents nothing
         if file == first:  # the worked answer on arrival names everything it shows
-            assert all(any(n in m.concepts for m in mentions) for n in present), (file, caption)
+            assert mentions and all(any(n in m.concepts for m in mentions) for n in present), (file, caption)
