@@ -41,6 +41,7 @@ def test_search_in_the_browser(app_url, page):
 @pytest.mark.slow
 def test_bad_input_shows_a_message_in_the_browser(app_url, page):
     page.goto(app_url, wait_until="load")  # never "networkidle": a gr.State keeps a heartbeat stream open
+    page.locator("#search-results img").first.wait_for(timeout=60_000)  # the arrival fills the box: wait for it
     page.get_by_label("Description").fill("   ")
     page.get_by_role("button", name="Search", exact=True).click()
     page.get_by_text("Type a description first.").first.wait_for(timeout=15_000)
