@@ -1,7 +1,7 @@
 """Pictures from outside the demo world, answered by the app's own code paths: real photographs of concepts the
 world knows, and pictures it cannot answer (noise, blank, textures, microscopy, documents, astronomy).
 
-    python -m evaluation.real_photos --out assets/models/dual-minilm-cnn/eval/real_photos.json
+    python -m evaluation.real_photos --out assets/models/dual-minilm-cnn/real_photos.json
 
 Every picture ships inside a package this project already installs, so anyone can rerun it offline: the sample
 photos of scikit-image (licences below, each from its docstring) and of scikit-learn (CC BY 2.0, attributed below),
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--captioner", default="demo-captioner")
     p.add_argument("--world-check", default="data/visitor_check", help="a corpus whose scenes/test split is in-world")
     p.add_argument("--world-n", type=int, default=200)
-    p.add_argument("--out", type=Path, default=Path("assets/models/dual-minilm-cnn/eval/real_photos.json"))
+    p.add_argument("--out", type=Path, default=Path("assets/models/dual-minilm-cnn/real_photos.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     world = pil_images(load_split(args.world_check, "scenes", "test"))[: args.world_n] if args.world_check else None
