@@ -83,8 +83,10 @@ def search_image(encoder, index, image, k: int) -> SearchResult:
     hits = _hits(index, D[0], I[0])
     if is_blank(image):
         return SearchResult(hits, [BLANK_NOTICE], index.index.ntotal, True)
-    far = unfamiliar_notice(hits[0].score if hits else None, floor_of(index, "image"), "image")
-    far = far or unrecognised_notice(encoder, image)
+    floor = floor_of(index, "image")
+    far = unfamiliar_notice(hits[0].score if hits else None, floor, "image")
+    if floor is not None:  # a calibrated collection of the world (not a visitor's own pictures)
+        far = far or unrecognised_notice(encoder, image)
     if far:
         across = search_as_photo(encoder, index, image, k)
         if across is not None:
