@@ -60,6 +60,15 @@ def _ranked(labels: list[str], p: np.ndarray) -> tuple[dict[str, float], float]:
     return probs, float(p[order[0]]) - second
 
 
+def classes_for(model, labels: list[str] | None, style: str, catalogue=None):
+    """(labels, class embeddings, prompts): a catalogue's classes when no labels are given, else the labels (the
+    demo world's categories by default; custom labels always use the bare templates)."""
+    if labels is None and catalogue is not None:
+        return (catalogue.classes, *class_embeddings(model, catalogue.classes, style, catalogue))
+    labels = labels or catalogue_classes()
+    return (labels, *class_embeddings(model, labels, style if labels == catalogue_classes() else "bare"))
+
+
 def categorise(model, image: Image.Image, labels: list[str] | None, style: str, heatmap: bool = True,
                method: str = "auto", catalogue=None) -> Categorisation:
     """`labels=None` means the catalogue's categories (`catalogue`, a `core.catalog.CatalogueSpec`; None: the demo
@@ -77,12 +86,7 @@ def categorise(model, image: Image.Image, labels: list[str] | None, style: str, 
         score = lambda ims: np.log(model.predict_proba(ims)[:, top] + 1e-9)  # noqa: E731
         return Categorisation(probs, margin, {}, occlusion_map(score, image) if heatmap else None,
                               heatmap_method="occlusion" if heatmap else "")
-    if labels is None and catalogue is not None:
-        labels = catalogue.classes
-        class_emb, prompts = class_embeddings(model, labels, style, catalogue)
-    else:
-        labels = labels or catalogue_classes()
-        class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    labels, class_emb, prompts = classes_for(model, labels, style, catalogue)
     method = choose_method(model, method) if heatmap else ""
     forward = gradient_forward(model, image) if method == "gradient" else None
     # the gradient map needs a forward with autograd on: its embedding scores the classes too (one forward, not two)
@@ -108,12 +112,7 @@ def categorise_as_photo(model, image: Image.Image, labels: list[str] | None, sty
     reading = model.photo_reading(image) if hasattr(model, "photo_reading") else None
     if reading is None or reading.confidence < PHOTO_FLOOR:
         return None
-    if labels is None and catalogue is not None:
-        labels = catalogue.classes
-        class_emb, prompts = class_embeddings(model, labels, style, catalogue)
-    else:
-        labels = labels or catalogue_classes()
-        class_emb, prompts = class_embeddings(model, labels, style if labels == catalogue_classes() else "bare")
+    labels, class_emb, prompts = classes_for(model, labels, style, catalogue)
     probs, margin = _ranked(labels, zero_shot_probs(reading.embedding[None], class_emb, model.logit_scale)[0])
     notice = (f"This looks like a photograph, not a product picture of this world: the ImageNet network it started "
               f"from sees {reading.describe()}, and the categories are those words' closest (an answer across "
