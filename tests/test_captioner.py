@@ -301,23 +301,54 @@ def test_blip_refuses_pickled_weights(tiny_blip, tmp_path):
         create_model("blip", folder, "pickled")
 
 
-def test_blip_caption_runs_the_vision_tower_once_and_matches_blip_generate(tiny_blip):
+@pytest.mark.parametrize("beam", [1, 3, 5])
+def test_blip_caption_runs_the_vision_tower_once_and_matches_blip_generate(tiny_blip, beam):
+    """The app's path (one vision pass, the image's cross-attention keys and values computed once for every beam,
+    packed linear layers) against BLIP as transformers ships it: its own generate, and maps from a plain
+    teacher-forced pass with a second vision pass, on a separately loaded, unpacked copy of the same weights."""
+    from transformers import BlipForConditionalGeneration
+
+    from models.blip_captioner import BlipCaptioner
+
     cap = create_model("blip", tiny_blip, "tiny-blip")
-    image = Image.new("RGB", (50, 40), (200, 10, 10))
-    calls = []
-    hook = cap.model.vision_model.register_forward_hook(lambda *a: calls.append(1))
-    try:
-        r = cap.caption(image, beam_size=3, max_len=8)
-    finally:
-        hook.remove()
-    assert len(calls) == 1
-    pixels = cap.processor(images=image, return_tensors="pt")["pixel_values"]
-    with torch.inference_mode():  # BLIP's own generate, and maps from a second vision pass: the former path
-        ref = cap.model.generate(pixel_values=pixels, num_beams=3, max_new_tokens=8, no_repeat_ngram_size=3,
-                                 do_sample=False, output_scores=True, return_dict_in_generate=True)
-        ids = ref.sequences[0]
-        maps = cap.token_attention(pixels, ids)
-    tok = cap.processor.tokenizer
-    assert r.caption == tok.decode(ids, skip_special_tokens=True).strip()
-    keep = [i for i, t in enumerate(ids[1:].tolist()) if t not in tok.all_special_ids]
-    np.testing.assert_allclose(r.attention, maps[keep], atol=1e-6)
+    assert cap.packed_layers > 0
+    plain = BlipCaptioner(BlipForConditionalGeneration.from_pretrained(tiny_blip, attn_implementation="eager"),
+                          cap.processor, "reference", pack=False)
+    assert plain.packed_layers == 0
+    for colour, size in (((200, 10, 10), (50, 40)), ((10, 10, 200), (32, 64)), ((90, 160, 30), (33, 33))):
+        image = Image.new("RGB", size, colour)
+        calls = []
+        hook = cap.model.vision_model.register_forward_hook(lambda *a: calls.append(1))
+        try:
+            r = cap.caption(image, beam_size=beam, max_len=8)
+        finally:
+            hook.remove()
+        assert len(calls) == 1
+        pixels = plain.processor(images=image, return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            ref = plain.model.generate(pixel_values=pixels, num_beams=beam, max_new_tokens=8, no_repeat_ngram_size=3,
+                                       do_sample=False, output_scores=True, return_dict_in_generate=True)
+            ids = ref.sequences[0]
+            emb = plain.model.vision_model(pixel_values=pixels).last_hidden_state
+            out = plain.model.text_decoder(input_ids=ids[None], encoder_hidden_states=emb, output_attentions=True,
+                                           return_dict=True)
+        maps = torch.stack(out.cross_attentions).mean(dim=(0, 2))[0, :-1, 1:]
+        maps = (maps / maps.sum(-1, keepdim=True)).view(-1, 4, 4).numpy()
+        tok = cap.processor.tokenizer
+        assert r.caption == tok.decode(ids, skip_special_tokens=True).strip()
+        keep = [i for i, t in enumerate(ids[1:].tolist()) if t not in tok.all_special_ids]
+        np.testing.assert_allclose(r.attention, maps[keep], atol=1e-6)
+
+
+def test_blip_packed_layers_fall_back_for_autograd_and_keep_the_state_dict(tiny_blip):
+    from transformers import BlipForConditionalGeneration
+
+    cap = create_model("blip", tiny_blip, "tiny-blip")
+    plain = BlipForConditionalGeneration.from_pretrained(tiny_blip, attn_implementation="eager")
+    assert set(cap.model.state_dict()) == set(plain.state_dict())
+    pixels = torch.rand(1, 3, 32, 32, requires_grad=True)
+    emb = cap.model.vision_model(pixel_values=pixels).last_hidden_state  # autograd on: the plain layers run
+    (grad,) = torch.autograd.grad(emb.sum(), pixels)
+    emb_ref = plain.vision_model(pixel_values=pixels).last_hidden_state
+    (grad_ref,) = torch.autograd.grad(emb_ref.sum(), pixels)
+    torch.testing.assert_close(grad, grad_ref)
