@@ -318,7 +318,7 @@ def test_blip_caption_runs_the_vision_tower_once_and_matches_blip_generate(tiny_
     for colour, size in (((200, 10, 10), (50, 40)), ((10, 10, 200), (32, 64)), ((90, 160, 30), (33, 33))):
         image = Image.new("RGB", size, colour)
         calls = []
-        hook = cap.model.vision_model.register_forward_hook(lambda *a: calls.append(1))
+        hook = cap.model.vision_model.register_forward_hook(lambda *a, calls=calls: calls.append(1))
         try:
             r = cap.caption(image, beam_size=beam, max_len=8)
         finally:
