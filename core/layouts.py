@@ -65,9 +65,15 @@ def load_split(spec: DatasetSpec, config: str, split: str, *, sample: int | None
     split = _SPLIT_ALIASES.get(spec.layout, {}).get(split, split)
     data = _READERS[spec.layout](folder, config, split, spec)
     if sample is not None and sample < len(data):
-        keep = np.sort(np.random.default_rng(seed).choice(len(data), size=sample, replace=False))
-        data = data.select(keep.tolist())
+        data = data.select(sample_indices(len(data), sample, seed).tolist())
     return data
+
+
+def sample_indices(n_rows: int, sample: int, seed: int = 0) -> np.ndarray:
+    """The rows (sorted) that `load_split(..., sample=sample, seed=seed)` keeps of a split of `n_rows` rows."""
+    if sample >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=sample, replace=False))
 
 
 def load_splits(spec, config: str, split: str, sample: int | None = None):

@@ -285,3 +285,43 @@ def test_worked_answers_are_the_bundled_worlds_until_the_real_default_is_ready(h
     assert "loading" not in categorise[2] and categorise[4:] == ["hub-clip", "fashion: master"]
     assert set(categorise[0]["confidences"][i]["label"] for i in range(3)) == {"Apparel", "Accessories", "Footwear"}
     assert caption[4] == "hub-captioner" and caption[5] == ""
+
+
+def test_catalogue_templates_are_chosen_on_rows_the_app_never_measures(lookalike_hub, tmp_path):
+    """`evaluation.catalogue_prompts`: a validation set drawn from the rows of the dataset split that the
+    catalogue's collection does not hold (the app measures the catalogue on the collection), labelled by the
+    catalogue's field, and greedy forward selection over the candidates (random-weight plumbing: no figure here
+    means anything)."""
+    from core.layouts import load_split
+    from evaluation.catalogue_prompts import GENERIC_CANDIDATES, select
+
+    path = _hub_catalog(tmp_path, lookalike_hub)
+    whole = Services(load_catalog(path), index_dir=tmp_path / "indexes")
+    with pytest.raises(ValueError, match="whole 'train' split"):
+        select(whole, "fashion: master")
+    path.write_text(path.read_text().replace('split = "train" }', 'split = "train", sample = 6 }'))
+    catalog = load_catalog(path)
+    services = Services(catalog, index_dir=tmp_path / "indexes")
+    out = select(services, "fashion: master", size=500, seed=1)
+    spec = catalog.datasets["fashion-products"]
+    every = load_split(spec, "", "train")
+    collection = set(load_split(spec, "", "train", sample=6)["id"])  # what the app indexes and measures
+    v = out["validation"]
+    assert v["disjoint_from_collection"] and not collection & set(v["ids"])
+    assert v["validation_rows"] == len(every) - 6 == len(v["ids"]) + v["left_out_unknown_label"]
+    labels = dict(zip(every["id"], every["category"]))  # masterCategory
+    assert sum(out["class_counts"].values()) == len(v["ids"])
+    for cls, n in out["class_counts"].items():
+        assert n == sum(labels[i] == cls for i in v["ids"])
+    assert out["models"] == ["hub-clip"] and out["templates"]
+    assert set(out["templates"]) <= set(GENERIC_CANDIDATES) | set(catalog.catalogue("fashion: master").templates)
+    assert out["mean_val_accuracy"] == pytest.approx(out["per_model"]["hub-clip"])
+    assert out["history"][-1]["mean_val_accuracy"] == out["mean_val_accuracy"]
+
+
+def test_greedy_template_selection_adds_while_it_helps():
+    from evaluation.catalogue_prompts import greedy_templates
+
+    gain = {"a": 5.0, "b": 3.0, "c": -1.0, "d": 0.0}
+    chosen, best, history = greedy_templates(lambda ts: sum(gain[t] for t in ts), list(gain))
+    assert chosen == ["a", "b"] and best == 8.0 and [h["added"] for h in history] == ["a", "b"]
