@@ -107,3 +107,23 @@ def test_packed_open_clip_text_tower_matches_the_plain_one():
         _close(model.encode_text(tokens), plain.encode_text(tokens))
     x = model.encode_text(tokens)  # autograd on: plain layers, a graph to the parameters
     assert x.requires_grad
+
+
+def test_dual_encoder_query_equals_sentence_transformers_on_plain_minilm():
+    """The bundled dual encoder's text path (MiniLM packed; one query through sentence-transformers' modules
+    without `encode`) against sentence-transformers' `encode` on a plain MiniLM."""
+    from pathlib import Path
+
+    from core.catalog import load_catalog
+    from models.dual_encoder import MINILM, load_sentence_encoder
+    from models.registry import create_model
+
+    spec = load_catalog().model("dual-minilm-cnn")
+    enc = create_model(spec.family, Path(spec.source), spec.name)
+    assert enc.packed_layers > 0
+    plain = load_sentence_encoder(MINILM)
+    texts = ["a dog on a blue background", "an olive", "two red umbrellas at the top left of a picture"]
+    ref = plain.encode(texts, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+    one = torch.cat([enc.sentence_embeddings([t]) for t in texts])
+    _close(one, ref)
+    _close(enc.sentence_embeddings(texts), ref)  # a batch: `encode`, on the packed layers
