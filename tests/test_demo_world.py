@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_world.corpus import build_split, iter_products, iter_scenes, load_split, write_corpus
+from demo_world.free_corpus import build_split, iter_products, iter_scenes, load_split, write_corpus
 from demo_world.icons import CATEGORIES, load_icons, render_icon
 from demo_world.scenes import BACKGROUNDS, POSITIONS, SIZES, held_out_combinations, render
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from core.catalog import load_catalog
 from core.services import Services
-from demo_world.corpus import write_corpus
+from demo_world.free_corpus import write_corpus
 from index import load_index
 from models.registry import create_model
 

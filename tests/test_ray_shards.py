@@ -13,7 +13,7 @@ import pytest
 
 from core.catalog import load_catalog
 from core.services import Services
-from demo_world.corpus import write_corpus
+from demo_world.free_corpus import write_corpus
 from index import load_index
 from pipelines.build_index import build
 from pipelines.ray_shards import ImageEmbedder, embed_on_ray
