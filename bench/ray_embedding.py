@@ -52,9 +52,9 @@ def corpus(root: Path, n: int, distinct: int = 1000) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from demo_world.corpus import build_split
+    from demo_world.free_corpus import build_free_split
 
-    base = build_split("scenes", "test", min(n, distinct)).data.table
+    base = build_free_split("scenes", "test", min(n, distinct)).data.table
     table = pa.concat_tables([base] * -(-n // base.num_rows)).slice(0, n)
     ids = [f"{i}-copy{k // base.num_rows}" for k, i in enumerate(table.column("id").to_pylist())]
     table = table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids))

@@ -85,7 +85,7 @@ def int8_on_demo_clip(n_images: int = 1000) -> dict:
     """What int8 text MLPs cost in retrieval on the trained demo CLIP: t2i / i2t Recall@K on the open-vocabulary
     world's test split (regenerated, seed 0), float32 and int8 text towers, same image embeddings."""
     from core.catalog import load_catalog
-    from demo_world.free_corpus import build_free_split
+    from demo_world.free_corpus import build_free_split, undecoded
     from evaluation.retrieval import recall_at_k
     from models.registry import create_model
     from pipelines.build_index import embed_images
@@ -94,8 +94,6 @@ def int8_on_demo_clip(n_images: int = 1000) -> dict:
     fp32 = create_model(spec.family, Path(spec.source), spec.name)
     int8 = create_model(spec.family, Path(spec.source), spec.name, text_int8=True)
     data = build_free_split("scenes", "test", n_images)
-    from demo_world.corpus import undecoded
-
     image_emb = embed_images(fp32, undecoded(data))
     captions = [c for caps in data["captions"] for c in caps]
     owner = np.repeat(np.arange(len(data)), [len(c) for c in data["captions"]])

@@ -30,21 +30,21 @@ GOAL_RECALL, GOAL_SPEEDUP, GOAL_MEMORY = 0.95, 30.0, 0.25
 def base_vectors(n_scenes: int = 20_000) -> np.ndarray:
     from core.catalog import load_catalog
     from core.services import Services
-    from demo_world.corpus import IMAGE_PX, iter_scenes
-    from demo_world.scenes import render
+    from demo_world.free_corpus import IMAGE_PX, iter_free_scenes
+    from demo_world.free_scenes import render_free
 
     enc = Services(load_catalog()).encoder("demo-clip")
-    images = [render(s, IMAGE_PX) for s, _ in iter_scenes("train", n_scenes)]
+    images = [render_free(s, IMAGE_PX) for s, _ in iter_free_scenes("train", n_scenes)]
     return enc.encode_image(images, batch_size=256)
 
 
 def query_vectors(n: int = 400) -> np.ndarray:
     from core.catalog import load_catalog
     from core.services import Services
-    from demo_world.corpus import iter_scenes
+    from demo_world.free_corpus import iter_free_scenes
 
     enc = Services(load_catalog()).encoder("demo-clip")
-    return enc.encode_text([caps[0] for _, caps in iter_scenes("val", n)])
+    return enc.encode_text([caps[0] for _, caps in iter_free_scenes("val", n)])
 
 
 def expand(base: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:

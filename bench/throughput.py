@@ -30,11 +30,11 @@ def _median_ms(fn, repeats: int) -> tuple[float, float]:
 
 def build_index_rate(services, model: str, n: int = 1000) -> dict:
     """Images per second from PNG bytes to a searchable FAISS index (decode, preprocess, embed, add)."""
-    from demo_world.corpus import build_split, undecoded
+    from demo_world.free_corpus import build_free_split, undecoded
     from index import build_index
     from pipelines.build_index import embed_images
 
-    data = undecoded(build_split("scenes", "test", n))
+    data = undecoded(build_free_split("scenes", "test", n))
     enc = services.encoder(model)
     t0 = time.perf_counter()
     emb = embed_images(enc, data)
@@ -45,10 +45,10 @@ def build_index_rate(services, model: str, n: int = 1000) -> dict:
 
 
 def categorise_rate(services, model: str, n: int = 350) -> dict:
-    from demo_world.corpus import build_split
+    from demo_world.free_corpus import build_free_split
     from models.zero_shot import build_zero_shot_classifier, catalogue_classes, prompts_for, zero_shot_probs
 
-    data = build_split("products", "val", n)
+    data = build_free_split("products", "val", n)
     images = [im.convert("RGB") for im in data["image"]]
     enc = services.encoder(model)
     classes = build_zero_shot_classifier(enc, prompts_for(catalogue_classes(), "descriptive"))
@@ -60,9 +60,9 @@ def categorise_rate(services, model: str, n: int = 350) -> dict:
 
 
 def caption_latency(services, model: str, n: int = 30) -> dict:
-    from demo_world.corpus import build_split
+    from demo_world.free_corpus import build_free_split
 
-    images = [im.convert("RGB") for im in build_split("scenes", "val", n)["image"]]
+    images = [im.convert("RGB") for im in build_free_split("scenes", "val", n)["image"]]
     cap = services.encoder(model)
     out = {"model": model, "images": n}
     for beam in (1, 3, 5):

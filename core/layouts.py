@@ -1,6 +1,6 @@
 """Dataset layouts: one split of a dataset, whatever its layout on the Hub, in the corpus schema.
 
-The corpus schema is the demo world's (`demo_world/corpus.py`: id, image, captions, objects, background,
+The corpus schema is the demo world's (`demo_world/free_corpus.py`: id, image, captions, objects, background,
 category, description), so indexing, evaluation and training read every dataset the same way. Each layout knows
 which files a split needs, so a Hub download fetches only those, through the one resolver (`core.sources`).
 
@@ -120,7 +120,7 @@ def _to_corpus(data, ids: list[str], captions: Callable[[dict], list[str]], cate
     """Map rows of another layout to the corpus columns (no objects, no background: real photos have none)."""
     import datasets as ds
 
-    from demo_world.corpus import features
+    from demo_world.free_corpus import features
 
     def convert(row: dict, i: int) -> dict:
         return {"id": ids[i], "captions": captions(row), "objects": [], "background": "",
@@ -162,7 +162,7 @@ def _fashion(folder: Path, config: str, split: str, spec: DatasetSpec):
 def _webdataset(folder: Path, config: str, split: str, spec: DatasetSpec):
     import datasets as ds
 
-    from demo_world.corpus import features
+    from demo_world.free_corpus import features
 
     shards = sorted((folder / split).glob("*.tar"), key=lambda p: (len(p.stem), p.stem))
     if not shards:

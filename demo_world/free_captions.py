@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from demo_world.captions import _CATEGORY_USES, _PRODUCT_TEMPLATES, _QUALITIES
 from demo_world.concepts import with_article
 from demo_world.free_scenes import FreeItem, FreeScene, position_label, relation, size_label
 
@@ -107,6 +106,27 @@ def free_scene_captions(scene: FreeScene, rng: np.random.Generator, n: int = 5) 
     return captions
 
 
+_PRODUCT_TEMPLATES = (
+    lambda item, bg: f"product photo of {item} on a {bg} background",
+    lambda item, bg: f"{item} isolated on {bg}",
+    lambda item, bg: f"a catalogue picture of {item}",
+    lambda item, bg: f"{item} in the middle of a plain {bg} background",
+    lambda item, bg: f"studio shot: {item} on {bg}",
+    lambda item, bg: f"{item} for sale, photographed on {bg}",
+)
+# What each catalogue category is for, used in product descriptions (never in zero-shot prompts).
+_CATEGORY_USES: dict[str, tuple[str, ...]] = {
+    "home furnishing": ("to furnish a living room", "for a comfortable home", "for the bedroom or lounge"),
+    "baby care": ("for babies and toddlers", "to keep little ones happy", "for the nursery"),
+    "watches": ("to keep track of time", "for the wrist or the shelf", "to never be late again"),
+    "home decor & festive": ("to decorate for the holidays", "for a festive table", "to brighten up any room"),
+    "kitchen & dining": ("for the kitchen", "for everyday meals", "for dining with friends"),
+    "beauty & personal care": ("for a daily beauty routine", "for personal care", "for the bathroom shelf"),
+    "computers": ("for the home office", "for work and gaming", "for your desk setup"),
+}
+_QUALITIES = ("Durable and easy to clean.", "A bestseller in its range.", "Great value.", "Ships in two days.")
+
+
 def free_product_captions(scene: FreeScene, rng: np.random.Generator, n: int = 5) -> list[str]:
     item = with_article(scene.items[0].concept.name)
     chosen = rng.choice(len(_PRODUCT_TEMPLATES), size=n, replace=False)
@@ -129,7 +149,7 @@ _PARTIAL_TEMPLATES = (
 
 def free_partial_caption(scene: FreeScene, rng: np.random.Generator) -> str:
     """A short, partial description (some objects, maybe the background), as visitors type queries: training text
-    only, never a reference (as `demo_world.captions.partial_caption` for the first world)."""
+    only, never a reference: it teaches a model that "a dog" matches every picture with a dog in it."""
     n = int(rng.integers(1, len(scene.items) + 1))
     chosen = [scene.items[i] for i in rng.choice(len(scene.items), size=n, replace=False)]
     size, position = bool(rng.random() < 0.3), bool(rng.random() < 0.3)

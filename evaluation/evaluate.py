@@ -1,6 +1,6 @@
 """The evaluate command: measure a catalog model on a dataset split and write the results beside the model.
 
-    python -m evaluation.evaluate --model demo-clip --dataset data/demo_world --config scenes --split test
+    python -m evaluation.evaluate --model demo-clip --dataset data/demo_world_free --config scenes --split test
     python -m evaluation.evaluate --catalog catalog.hub.toml      # every Hub model, as the Space measures them
 
 Without --model, every measurement the app makes of its Hub models in the background (`core.evaluations`:
@@ -48,7 +48,7 @@ from core.catalog import load_catalog
 from core.compare import results_path
 from core.services import Services
 from core.sources import describe, resolve
-from demo_world.corpus import load_split, pil_images, undecoded
+from demo_world.free_corpus import load_split, pil_images, undecoded
 from evaluation.retrieval import recall_at_k
 from core.indexing import embed_images
 

@@ -58,7 +58,7 @@ class Lexicon:
         from demo_world.concepts import load_concepts
 
         names: dict[str, list[str]] = {c.name: list(c.synonyms) for c in load_concepts()}
-        for n in extra_names:  # object names of a dataset built from another table (the first world's icons)
+        for n in extra_names:  # object names of a dataset built from another table
             names.setdefault(n, [])
         return cls(names)
 

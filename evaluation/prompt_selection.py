@@ -1,6 +1,6 @@
 """Choose the bare-name prompt templates on the *val* split (never the test split), by greedy forward selection.
 
-    python -m evaluation.prompt_selection --dataset data/demo_world
+    python -m evaluation.prompt_selection --dataset data/demo_world_free
 
 Every candidate template wraps only the category name. Starting from none, the template that raises the mean
 val accuracy of the catalog's zero-shot models the most is added, until no candidate helps. The result is what
@@ -17,7 +17,7 @@ import numpy as np
 from core.catalog import load_catalog
 from core.services import Services
 from core.sources import resolve
-from demo_world.corpus import load_split, pil_images
+from demo_world.free_corpus import load_split, pil_images
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,20 @@ def select(services: Services, models: list[str], dataset, classes: list[str]) -
 
 
 def text_only_ceiling(classes: list[str]) -> dict[str, float]:
-    """For the frozen MiniLM alone: the share of product kinds (icon names, in the candidate template) whose
-    nearest category (in the same template) is their own; what an image tower aligned to MiniLM can at best reach
-    with bare names, per template."""
-    from demo_world.icons import load_icons
+    """For the frozen MiniLM alone: the share of product kinds (the seen product concepts' names, in the candidate
+    template) whose nearest category (in the same template) is their own; what an image tower aligned to MiniLM can
+    at best reach with bare names, per template."""
+    from demo_world.concepts import load_concepts, with_article
     from models.dual_encoder import MINILM, load_sentence_encoder
 
     st = load_sentence_encoder(MINILM)
-    products = [i for i in load_icons() if i.is_product]
+    products = [c for c in load_concepts() if c.is_product and c.split == "train"]
     out = {}
     for t in CANDIDATES:
         cls = st.encode([t.format(c) for c in classes], normalize_embeddings=True)
-        items = st.encode([t.format(i.with_article) for i in products], normalize_embeddings=True)
+        items = st.encode([t.format(with_article(c.name)) for c in products], normalize_embeddings=True)
         pred = (items @ cls.T).argmax(1)
-        out[t] = float(np.mean([classes[p] == i.group for p, i in zip(pred, products)]) * 100)
+        out[t] = float(np.mean([classes[p] == c.category for p, c in zip(pred, products)]) * 100)
     return out
 
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     from models.zero_shot import catalogue_classes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="data/demo_world")
+    p.add_argument("--dataset", default="data/demo_world_free")
     p.add_argument("--catalog", default=None)
     p.add_argument("--text-only", action="store_true", help="print MiniLM's text-only ceiling per template instead")
     args = p.parse_args(argv)

@@ -162,7 +162,7 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     from core.catalog import load_catalog
     from core.services import Services
-    from demo_world.corpus import load_split, pil_images
+    from demo_world.free_corpus import load_split, pil_images
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--search-model", default="dual-minilm-cnn")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from demo_world.icons import CATEGORIES
+from demo_world.concepts import CATEGORIES
 
 # Templates that use only the category name ("bare" style), chosen on the products *val* split by greedy forward
 # selection over candidates (`python -m evaluation.prompt_selection`; mean val accuracy of the bundled zero-shot

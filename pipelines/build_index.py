@@ -4,7 +4,7 @@
         --split test+heldout --calibrate-split val --out assets/indexes/demo-clip--scenes-test-heldout
 
 The dataset is a folder or `hf-hub:` dataset repo in the demo world's parquet layout (see
-`demo_world/corpus.py`). The output folder (index.faiss, meta.parquet, index.json) is written atomically.
+`demo_world/free_corpus.py`). The output folder (index.faiss, meta.parquet, index.json) is written atomically.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from core.indexing import (  # noqa: F401 - re-exported: the pipelines' one embe
 from core.layouts import load_splits  # noqa: F401 - re-exported
 from core.services import Services
 from core.sources import resolve
-from demo_world.corpus import load_split, undecoded
+from demo_world.free_corpus import load_split, undecoded
 from index import IndexInfo, build_index
 
 log = logging.getLogger(__name__)

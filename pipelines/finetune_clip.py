@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.corpus import IMAGE_PX, PRODUCT_SPLITS
-from demo_world.icons import CATEGORIES
-from demo_world.worlds import get_world
+from demo_world.concepts import CATEGORIES
+from demo_world.free_corpus import IMAGE_PX, PRODUCT_SPLITS, iter_free_products
+from demo_world.free_scenes import render_free
 from models.zero_shot import prompts_for
 from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
@@ -52,7 +52,6 @@ class FinetuneConfig:
     eval_every: int = 25
     patience: int = 4
     threads: int = 2
-    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
 
 
 def trainable_names(model, unfreeze: str) -> list[str]:
@@ -80,11 +79,11 @@ def train_mode(model) -> None:
             m.eval()
 
 
-def _products(split: str, n: int, seed: int, preprocess, world: str = "grid"):
-    w = get_world(world)
+def _products(split: str, n: int, seed: int, preprocess):
     images, texts, labels = [], [], []
-    for scene, caps, desc in tqdm(w.iter_products(split, n, seed), total=n, desc=f"render products {split}", leave=False):
-        images.append(preprocess(w.render(scene, IMAGE_PX)))
+    for scene, caps, desc in tqdm(iter_free_products(split, n, seed), total=n, desc=f"render products {split}",
+                                  leave=False):
+        images.append(preprocess(render_free(scene, IMAGE_PX)))
         texts.append(caps + [desc])
         labels.append(CATEGORIES.index(scene.category))
     return torch.stack(images), texts, np.array(labels)
@@ -132,8 +131,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
         p.requires_grad_(n in learn)
     n_learn = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("unfreeze=%s: %d of %d parameters learn", cfg.unfreeze, n_learn, sum(p.numel() for p in model.parameters()))
-    x, texts, _ = _products("train", cfg.train_products, cfg.seed, preprocess, cfg.world)
-    vx, _, vy = _products("val", cfg.val_products, cfg.seed, preprocess, cfg.world)
+    x, texts, _ = _products("train", cfg.train_products, cfg.seed, preprocess)
+    vx, _, vy = _products("val", cfg.val_products, cfg.seed, preprocess)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

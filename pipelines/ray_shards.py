@@ -1,6 +1,6 @@
 """The embedding stage on Ray Data: a dataset split -> an embeddings parquet dataset at any path pyarrow writes.
 
-    python -m pipelines.shards ray --model demo-clip --dataset data/demo_world --config scenes --split test \\
+    python -m pipelines.shards ray --model demo-clip --dataset data/demo_world_free --config scenes --split test \\
         --embeddings runs/emb-ray --concurrency 2 --threads 1 --batch-size 64 \\
         [--address auto] [--out assets/indexes/demo-clip--scenes-test]
 

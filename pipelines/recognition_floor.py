@@ -32,7 +32,7 @@ def calibrate(encoder, images) -> dict:
 def main(argv: list[str] | None = None) -> None:
     from core.catalog import load_catalog
     from core.services import Services
-    from demo_world.corpus import load_split, pil_images
+    from demo_world.free_corpus import load_split, pil_images
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="dual-minilm-cnn")

@@ -1,13 +1,13 @@
 """The index pipeline shard by shard: dataset shard -> embeddings parquet -> one merged FAISS index.
 
     # step 1, once per shard, anywhere (a laptop loop, a job array):
-    python -m pipelines.shards embed --model demo-clip --dataset data/demo_world --config scenes --split test \\
+    python -m pipelines.shards embed --model demo-clip --dataset data/demo_world_free --config scenes --split test \\
         --shard 0 --num-shards 8 --out runs/emb
     # or step 1 for the whole split on a Ray cluster (pipelines.ray_shards):
-    python -m pipelines.shards ray --model demo-clip --dataset data/demo_world --config scenes --split test \\
+    python -m pipelines.shards ray --model demo-clip --dataset data/demo_world_free --config scenes --split test \\
         --embeddings runs/emb-ray --concurrency 2 --threads 1 --batch-size 64
     # step 2, once, where the index is wanted:
-    python -m pipelines.shards merge --model demo-clip --dataset data/demo_world --config scenes --split test \\
+    python -m pipelines.shards merge --model demo-clip --dataset data/demo_world_free --config scenes --split test \\
         --embeddings runs/emb --out assets/indexes/demo-clip--scenes-test
 
 `embed_shard` is a pure function of (shard index, number of shards): it reads its contiguous slice of the split
@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 from core.catalog import load_catalog
 from core.services import Services
 from core.sources import resolve
-from demo_world.corpus import split_files
+from demo_world.free_corpus import split_files
 from pipelines.build_index import embed_rows, index_from_embeddings, load_rows, metadata
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.corpus import IMAGE_PX
-from demo_world.worlds import get_world
+from demo_world.free_corpus import IMAGE_PX, iter_free_scenes
+from demo_world.free_scenes import render_free
 from evaluation.captioning import caption_metrics
 from models.captioner import (CaptionerConfig, ShowAttendTell, ShowAttendTellCaptioner, Vocabulary, caption_loss, once_words,
                               save_captioner, tokenize)
@@ -61,37 +61,27 @@ class TrainConfig:
     val_scenes: int = 300
     eval_every: int = 500
     threads: int = 2
-    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
 
 
-def _object_name(item) -> str:
-    return item.concept.name if hasattr(item, "concept") else item.icon.name
-
-
-def _scenes(split: str, n: int, seed: int, world: str = "grid"):
-    w = get_world(world)
+def _scenes(split: str, n: int, seed: int):
     images, captions, objects = [], [], []
-    for scene, caps in tqdm(w.iter_scenes(split, n, seed), total=n, desc=f"{split} scenes"):
-        images.append(w.render(scene, IMAGE_PX))
+    for scene, caps in tqdm(iter_free_scenes(split, n, seed), total=n, desc=f"{split} scenes"):
+        images.append(render_free(scene, IMAGE_PX))
         captions.append(caps)
-        objects.append([{"name": _object_name(p), "box": list(p.box)} for p in scene.items])
+        objects.append([{"name": it.concept.name, "box": list(it.box)} for it in scene.items])
     return images, captions, objects
 
 
-def _known_objects(world: str) -> list[str]:
-    """Every object name the captioner may learn: the first world's icons, or the free world's train concepts."""
-    if world == "free":
-        from demo_world.concepts import load_concepts
+def _known_objects() -> list[str]:
+    """Every object name the captioner may learn: the world's train concepts."""
+    from demo_world.concepts import load_concepts
 
-        return sorted({c.name for c in load_concepts() if c.split == "train"})
-    from demo_world.scenes import scene_icons
-
-    return sorted({i.name for i in scene_icons()})
+    return sorted({c.name for c in load_concepts() if c.split == "train"})
 
 
 def _dataset_split(cfg: "TrainConfig", split: str, n: int):
     from core.sources import resolve
-    from demo_world.corpus import load_split, pil_images
+    from demo_world.free_corpus import load_split, pil_images
 
     data = load_split(resolve(cfg.dataset, repo_type="dataset"), cfg.config, split)
     data = data.select(range(min(n, len(data))))
@@ -140,9 +130,9 @@ def train(cfg: TrainConfig) -> dict:
         val = _dataset_split(cfg, "val", cfg.val_scenes)
         icons = sorted({o["name"] for objs in objects for o in objs})
     else:
-        images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed, cfg.world)
-        val = _scenes("val", cfg.val_scenes, cfg.seed, cfg.world)
-        icons = _known_objects(cfg.world)
+        images, captions, objects = _scenes("train", cfg.train_scenes, cfg.seed)
+        val = _scenes("val", cfg.val_scenes, cfg.seed)
+        icons = _known_objects()
     vocab = Vocabulary.build([c for caps in captions for c in caps])
     icon_ids = {n: i for i, n in enumerate(icons)}
     object_loss = cfg.object_loss if icons else 0.0
@@ -173,7 +163,7 @@ def train(cfg: TrainConfig) -> dict:
     decoder_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")] + list(object_head.parameters())
     opt = torch.optim.AdamW([{"params": decoder_params, "lr": cfg.lr, "base": cfg.lr}], weight_decay=cfg.weight_decay)
     lexicon = None
-    if cfg.world == "free":  # val CHAIR-i counts in model selection: a captioner that invents objects loses
+    if not cfg.dataset:  # val CHAIR-i counts in model selection: a captioner that invents objects loses
         from evaluation.hallucination import Lexicon
 
         lexicon = Lexicon.from_concept_table()

@@ -3,7 +3,8 @@
     python -m pipelines.train_clip --out assets/models/demo-clip            # the bundled model
     python -m pipelines.train_clip --out /tmp/tiny --steps 20 --train-scenes 512   # a smoke run
 
-Training scenes come from the endless `train` stream of the demo world (never a val/test/heldout scene);
+Training scenes come from the endless `train` stream of the demo world (`demo_world.free_corpus`: seen concepts
+only, never a val/test/heldout scene);
 model selection uses the `val` split only. Weights are stored in float16 to keep the file small and loaded
 back in float32.
 """
@@ -19,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from demo_world.corpus import IMAGE_PX
-from demo_world.scenes import Scene
-from demo_world.worlds import get_world
+from demo_world.free_captions import free_partial_caption
+from demo_world.free_corpus import IMAGE_PX, iter_free_scenes
+from demo_world.free_scenes import FreeScene, render_free
 from evaluation.retrieval import recall_at_k
 from pipelines.common import BestWeights, contrastive_update, cosine_lr, parse_config, training_record
 
@@ -32,7 +33,7 @@ MODEL_CFG = {
     # ModifiedResNet: 4 stages of one bottleneck block, stem width 16, attention pooling at 2x2.
     "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
     # The 49,408-token BPE embedding dominates the file; width 64 keeps the fp16 weights near 9 MB.
-    "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
+    "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
 }
 PREPROCESS_CFG = {
     "mean": [0.48145466, 0.4578275, 0.40821073],
@@ -56,25 +57,22 @@ class TrainConfig:
     val_scenes: int = 1_000
     eval_every: int = 250
     threads: int = 2
-    world: str = "grid"  # "grid" (the first world) or "free" (the open-vocabulary world, `demo_world.worlds`)
-    context_length: int = 0  # text positions; 0 keeps MODEL_CFG's (the free world's captions need 64)
+    context_length: int = 0  # text positions; 0 keeps MODEL_CFG's (the world's captions need 64)
     model_cfg: dict = field(default_factory=lambda: json.loads(json.dumps(MODEL_CFG)))
 
 
-def _scene_tensors(split: str, n: int, seed: int, preprocess, world: str = "grid"
-                   ) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
-    w = get_world(world)
+def _scene_tensors(split: str, n: int, seed: int, preprocess) -> tuple[torch.Tensor, list[list[str]], list[FreeScene]]:
     images, captions, scenes = [], [], []
-    for scene, caps in tqdm(w.iter_scenes(split, n, seed), total=n, desc=f"render {split}", leave=False):
-        images.append(preprocess(w.render(scene, IMAGE_PX)))
+    for scene, caps in tqdm(iter_free_scenes(split, n, seed), total=n, desc=f"render {split}", leave=False):
+        images.append(preprocess(render_free(scene, IMAGE_PX)))
         captions.append(caps)
         scenes.append(scene)
     return torch.stack(images), captions, scenes  # (N, 3, H, W)
 
 
-def _training_text(i: int, captions: list[list[str]], scenes: list[Scene], rng, cfg: "TrainConfig") -> str:
+def _training_text(i: int, captions: list[list[str]], scenes: list[FreeScene], rng, cfg: "TrainConfig") -> str:
     if rng.random() < cfg.partial_captions:
-        return get_world(cfg.world).partial_caption(scenes[i], rng)
+        return free_partial_caption(scenes[i], rng)
     return captions[i][rng.integers(len(captions[i]))]
 
 
@@ -100,8 +98,8 @@ def train(cfg: TrainConfig) -> dict:
     model = open_clip.CLIP(**cfg.model_cfg, output_dict=True)
     preprocess = open_clip.image_transform(cfg.model_cfg["vision_cfg"]["image_size"], is_train=False, **_pp_kwargs())
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.model_cfg["text_cfg"]["context_length"])
-    train_x, train_caps, train_scenes = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess, cfg.world)
-    val_x, val_caps, _ = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess, cfg.world)
+    train_x, train_caps, train_scenes = _scene_tensors("train", cfg.train_scenes, cfg.seed, preprocess)
+    val_x, val_caps, _ = _scene_tensors("val", cfg.val_scenes, cfg.seed, preprocess)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]

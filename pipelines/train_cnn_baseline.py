@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from demo_world.icons import CATEGORIES
+from demo_world.concepts import CATEGORIES
 from models.cnn_classifier import CNNClassifierModel, save_cnn_classifier
 from models.dual_encoder import DualEncoderConfig
 from pipelines.common import BestWeights, cosine_lr, parse_config, training_record

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from demo_world.concepts import load_concepts
-from demo_world.icons import CATEGORIES
+from demo_world.concepts import CATEGORIES, load_concepts
 from evaluation.retrieval import recall_at_k
 from models.dual_encoder import (
     MINILM, DualEncoderConfig, DualEncoderModel, load_sentence_encoder, name_embeddings, save_dual_encoder,

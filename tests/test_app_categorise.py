@@ -6,7 +6,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demo_world.icons import CATEGORIES
+from demo_world.concepts import CATEGORIES
 
 EXAMPLES = sorted(Path("assets/examples/products").glob("*.png"))
 

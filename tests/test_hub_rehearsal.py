@@ -120,9 +120,9 @@ def test_a_missing_library_is_named_with_its_fix(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from demo_world.corpus import write_corpus
+    from demo_world.free_corpus import write_free_corpus
 
-    return write_corpus(tmp_path_factory.mktemp("dw") / "demo_world", scale=0.02)
+    return write_free_corpus(tmp_path_factory.mktemp("dw") / "demo_world_free", scale=0.02, splits=["test"])
 
 
 def _build_catalog(tmp_path, corpus):

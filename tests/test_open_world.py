@@ -3,15 +3,20 @@ out of every training split, and the CHAIR / position / concept measures."""
 import numpy as np
 import pytest
 
-from demo_world.concepts import CONCEPT_TABLE, build_concepts, load_concepts, to_tsv, with_article
+from PIL import Image
+
+from demo_world.concepts import (
+    CATEGORIES, CONCEPT_TABLE, NEVER_HELD_OUT, build_concepts, load_concepts, to_tsv, with_article,
+)
 from demo_world.free_captions import free_scene_captions
 from demo_world.free_corpus import (
-    PRODUCT_SPLITS, SCENE_SPLITS, TRAINING_SPLITS, build_free_split, iter_free_products, iter_free_scenes,
+    PRODUCT_SPLITS, SCENE_SPLITS, TRAINING_SPLITS, build_free_split, iter_free_products, iter_free_scenes, load_split,
+    undecoded, write_free_corpus,
 )
 from demo_world.free_scenes import (
     COLOUR_NAMES, COLOURS, Background, FreeItem, FreeScene, colour_name, position_label, relation, render_free,
 )
-from demo_world.icons import CATEGORIES, _svg_dir, load_icons, render_icon
+from demo_world.icons import _svg_dir, render_icon
 from evaluation.hallucination import Lexicon, chair, position_accuracy, position_claims
 from models.captioner import tokenize
 
@@ -49,13 +54,11 @@ def test_concept_codepoints_exist_in_openmoji(concepts):
         assert render_icon(c.codepoint, 24)[..., 3].max() > 0.5, c.name
 
 
-def test_first_world_icons_keep_their_names_and_are_never_held_out(concepts):
+def test_icons_models_were_trained_on_are_never_held_out(concepts):
     by_cp = {c.codepoint: c for c in concepts}
-    for icon in load_icons():
-        c = by_cp[icon.codepoint]
-        assert c.name == icon.name and c.split == "train"
-        if icon.is_product:
-            assert c.category == icon.group
+    never = NEVER_HELD_OUT.split()
+    assert len(set(never)) == len(never) == 103
+    assert all(by_cp[cp].split == "train" for cp in never)
 
 
 def test_synonyms_never_name_another_concept_or_a_colour(concepts):
@@ -106,6 +109,26 @@ def test_rendering_is_the_same_picture_at_any_size():
         assert small.shape == (128, 128, 3) and np.abs(small - large).mean() < 6, scene.id
 
 
+def test_boxes_match_pixels():
+    for scene, _ in iter_free_scenes("test", 6, seed=11):
+        img = np.asarray(render_free(scene, 128)).astype(int)
+        bg = (scene.background.render(128) * 255 + 0.5).astype(int)
+        differs = np.abs(img - bg).sum(-1) > 40  # (H, W) pixels that are not background
+        inside = np.zeros_like(differs)
+        for it in scene.items:
+            x0, y0, x1, y1 = (round(v * 128) for v in it.box)
+            inside[y0:y1, x0:x1] = True
+        assert differs[inside].any() and not differs[~inside].any(), scene.id
+
+
+def test_products_are_balanced_and_described():
+    counts = dict.fromkeys(CATEGORIES, 0)
+    for scene, captions, description in iter_free_products("test", 70):
+        counts[scene.category] += 1
+        assert scene.items[0].concept.name in description and len(captions) == 5
+    assert set(counts.values()) == {10}
+
+
 def test_held_out_concepts_never_occur_in_training_splits(concepts):
     held = {c.name for c in concepts if c.split == "heldout"}
     for split in TRAINING_SPLITS:
@@ -123,6 +146,23 @@ def test_parquet_records_carry_the_concept_split(tmp_path):
     assert {"background_style", "objects"} <= set(data.column_names)
     assert all(any(o["concept_split"] == "heldout" for o in objs) for objs in data["objects"])
     assert data[0]["image"].size == (128, 128)
+
+
+def test_parquet_bytes_are_reproducible():
+    a, b = (undecoded(build_free_split("scenes", "val", 5, seed=0)) for _ in range(2))
+    assert a["image"] == b["image"] and a["captions"] == b["captions"]
+    assert a["image"] != undecoded(build_free_split("scenes", "val", 5, seed=1))["image"]
+
+
+def test_write_and_load_corpus(tmp_path):
+    out = write_free_corpus(tmp_path / "dw", scale=0.01, splits=["test"])
+    assert (out / "README.md").read_text().startswith("---\nlicense: cc-by-sa-4.0")
+    test = load_split(out, "scenes", "test")
+    assert {"id", "image", "captions", "objects", "background", "category", "description"} <= set(test.column_names)
+    assert len(test) == 10 and isinstance(test[0]["image"], Image.Image) and test[0]["image"].size == (128, 128)
+    assert set(load_split(out, "products", "test")["category"]) <= set(CATEGORIES)
+    with pytest.raises(FileNotFoundError):
+        load_split(out, "scenes", "train")  # only the splits asked for are written
 
 
 # --- captions from the geometry ------------------------------------------------------------------------------
@@ -254,17 +294,3 @@ def test_evaluate_reports_seen_and_held_out_concepts(tmp_path):
     assert zs["n_images"] == 24 and zs["top1"] <= zs["top5"]
     assert zs["n_classes"] == sum(c.split == "heldout" for c in load_concepts())
 
-
-def test_both_worlds_behind_one_interface():
-    from demo_world.worlds import get_world
-
-    rng = np.random.default_rng(0)
-    for name in ("grid", "free"):
-        world = get_world(name)
-        scene, captions = next(iter(world.iter_scenes("val", 1, 0)))
-        assert world.render(scene, 96).size == (96, 96) and len(captions) == 5
-        assert isinstance(world.partial_caption(scene, rng), str)
-        product, _, description = next(iter(world.iter_products("val", 7, 0)))
-        assert product.category in CATEGORIES and description
-    with pytest.raises(ValueError, match="known: grid, free"):
-        get_world("nope")

@@ -13,7 +13,7 @@ import pytest
 
 from core.catalog import load_catalog
 from core.services import Services
-from demo_world.corpus import write_corpus
+from demo_world.free_corpus import write_free_corpus
 from index import load_index
 from pipelines.build_index import build
 from pipelines.ray_shards import ImageEmbedder, embed_on_ray
@@ -22,7 +22,7 @@ from pipelines.shards import merge, split_ids
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("dw") / "demo_world", scale=0.02)  # 20 test scenes
+    return write_free_corpus(tmp_path_factory.mktemp("dw") / "demo_world_free", scale=0.02, splits=["test"])
 
 
 def _ray_index(corpus, tmp_path, **kwargs):
