@@ -28,14 +28,9 @@ CANDIDATES = (
 )
 
 
-def _accuracy(image_emb: np.ndarray, class_emb: dict[str, np.ndarray], templates: list[str], classes: list[str],
-              y: np.ndarray) -> float:
-    cls = np.stack([np.mean([class_emb[t][i] for t in templates], axis=0) for i in range(len(classes))])
-    cls /= np.linalg.norm(cls, axis=1, keepdims=True)
-    return float(((image_emb @ cls.T).argmax(1) == y).mean() * 100)
-
-
 def select(services: Services, models: list[str], dataset, classes: list[str]) -> dict:
+    from evaluation.catalogue_prompts import accuracy, greedy_templates
+
     y = np.array([classes.index(c) for c in dataset["category"]])
     images = pil_images(dataset)
     per_model = {}
@@ -46,23 +41,11 @@ def select(services: Services, models: list[str], dataset, classes: list[str]) -
         per_model[m] = (image_emb, class_emb)
 
     def score(templates: list[str]) -> float:
-        return float(np.mean([_accuracy(ie, ce, templates, classes, y) for ie, ce in per_model.values()]))
+        return float(np.mean([accuracy(ie, ce, templates, y) for ie, ce in per_model.values()]))
 
-    chosen: list[str] = []
-    best, history = -1.0, []
-    while True:
-        trials = {t: score(chosen + [t]) for t in CANDIDATES if t not in chosen}
-        if not trials:
-            break
-        t, s = max(trials.items(), key=lambda kv: kv[1])
-        if s <= best:
-            break
-        chosen.append(t)
-        best = s
-        history.append({"added": t, "mean_val_accuracy": s})
-        log.info("added %r: mean val accuracy %.1f", t, s)
+    chosen, best, history = greedy_templates(score, CANDIDATES)
     return {"templates": chosen, "mean_val_accuracy": best, "history": history,
-            "per_model": {m: _accuracy(ie, ce, chosen, classes, y) for m, (ie, ce) in per_model.items()}}
+            "per_model": {m: accuracy(ie, ce, chosen, y) for m, (ie, ce) in per_model.items()}}
 
 
 def text_only_ceiling(classes: list[str]) -> dict[str, float]:
