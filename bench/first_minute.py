@@ -40,8 +40,8 @@ TAB_RESULT = {
 }
 CALLS = ("categorise", "caption", "search")
 # the last test-split example of each folder (the tabs open on the first): whatever `demo_world.examples` wrote
-PRODUCT = sorted((ROOT / "assets/examples/products").glob("test-*.png"))[-1]
-SCENE = sorted((ROOT / "assets/examples/scenes").glob("test-*.png"))[-1]
+PRODUCT = max((ROOT / "assets/examples/products").glob("test-*.png"))
+SCENE = max((ROOT / "assets/examples/scenes").glob("test-*.png"))
 
 
 class App:
