@@ -82,8 +82,11 @@ def validation_split(catalog, catalogue_name: str, size: int, seed: int):
         raise ValueError(f"Catalogue {catalogue_name!r}: the collection holds every row of the split.")
     val = np.sort(np.random.default_rng(seed).choice(rest, size=min(size, len(rest)), replace=False))
     data = data.select(val.tolist())
-    labels = (list(data["category"]) if cat.field == "category"
-              else [column_by_id(spec, build.split, cat.field).get(str(i)) for i in data["id"]])
+    if cat.field == "category":
+        labels = list(data["category"])
+    else:
+        by_id = column_by_id(spec, build.split, cat.field)  # read once: the whole column
+        labels = [by_id.get(str(i)) for i in data["id"]]
     keep = [i for i, label in enumerate(labels) if label in cat.descriptions]
     info = {"dataset": build.dataset, "split": build.split, "collection_rows": build.sample, "collection_seed": 0,
             "validation_seed": seed, "validation_rows": len(val), "left_out_unknown_label": len(val) - len(keep),
