@@ -1,4 +1,7 @@
 """Shared fixtures. Each fixture is self-contained; add new ones below, each with its own docstring."""
+import shutil
+from pathlib import Path
+
 import pytest
 
 from bench.localhub import LocalHub
@@ -91,3 +94,28 @@ def ray_cluster():
         yield ray
     finally:
         ray.shutdown()
+
+
+# ---------------------------------------------------------------- the browser tests' headless Chromium
+# (Debian's package, driven by Playwright: no browser download); `page` is per module, so each browser test module
+# has a page of its own.
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page():
+    """A headless Chromium page at 1400x1000, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium package (.ci/run does)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()

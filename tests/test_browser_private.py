@@ -1,22 +1,11 @@
-"""Your pictures in a real headless Chromium, on a page of its own (tests/test_browser.py's page is shared by its
-module's tests, and an upload list there was not found by locator after the arrival test, though shown)."""
+"""Your pictures in a real headless Chromium, on a page of its own (the `page` fixture is one per module:
+tests/test_browser.py's is shared by its tests, and an upload list there was not found by locator after the arrival
+test, though shown)."""
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-
-
-@pytest.fixture(scope="module")
-def page():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium package (.ci/run does)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
+from tests.conftest import ARTIFACTS
 
 
 @pytest.mark.slow
