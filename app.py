@@ -86,7 +86,7 @@ def build_demo(catalog: Catalog, services: Services | None = None, warm: WarmSta
     once the server is up; a page that loads before a step is done waits for it (it is never computed twice).
     Without `launch` (tests that only build the app), the first page load computes the answers, once."""
     from tabs import caption, categorise, compare, search
-    from tabs.common import arrival_handler
+    from tabs.common import wire_arrival
 
     configure_plots()
     services = services or Services(catalog)
@@ -102,8 +102,7 @@ def build_demo(catalog: Catalog, services: Services | None = None, warm: WarmSta
             arrivals = [tab.build(services, warm) for tab in (search, categorise, caption, compare)]
         gr.Markdown(ATTRIBUTION)
         for arrival in arrivals:
-            demo.load(arrival_handler(warm, arrival), None, arrival.outputs, postprocess=False,
-                      concurrency_limit=None, api_visibility="private")
+            wire_arrival(demo, warm, arrival)
     _add_model_steps(services, warm, arrivals)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return demo

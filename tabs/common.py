@@ -106,6 +106,41 @@ def arrival_handler(warm: WarmStart, arrival: Arrival) -> Callable[[], list]:
     return on_load
 
 
+# Components a visitor edits: a worked answer that lands after the visitor has changed one of them does not land
+EDITABLE = (gr.Textbox, gr.Image, gr.Dropdown, gr.Radio)
+
+
+def _untouched(component, current) -> bool:
+    """Whether `current` (the component's value now, as its event input) is still the value it was built with."""
+    initial = component.value
+    if isinstance(component, gr.Image):  # a file: the page's copy of the initial picture keeps its file name
+        name = (initial.get("path") if isinstance(initial, dict) else initial) or None
+        return (Path(current).name if current else None) == (Path(name).name if name else None)
+    return (current or None) == (initial or None)
+
+
+def wire_arrival(demo: gr.Blocks, warm: WarmStart, arrival: Arrival) -> None:
+    """Show a tab's worked answer on page load, unless the visitor has already started using the tab.
+
+    The answer is computed into a per-page state; a follow-up event, which reads the tab's editable components as
+    they are once the answer is ready (a query, an upload, a model or catalogue picked), puts it on screen only if
+    none of them has changed since the page was built. Otherwise a query typed while the answer was computed would
+    be replaced by the example's, and the visitor's own search run on it."""
+    editable = [c for c in arrival.outputs if isinstance(c, EDITABLE)]
+    answer = gr.State(None)
+    n = len(arrival.outputs)
+
+    def land(rendered, *current):
+        if rendered is None or not all(_untouched(c, v) for c, v in zip(editable, current)):
+            return [gr.skip()] * n
+        return rendered
+
+    demo.load(arrival_handler(warm, arrival), None, answer, postprocess=False, concurrency_limit=None,
+              show_progress="hidden", api_visibility="private").then(
+        land, [answer, *editable], arrival.outputs, postprocess=False, concurrency_limit=None,
+        api_visibility="private")
+
+
 def example_files(folder) -> tuple[list[str], list[str]]:
     """An examples folder's pictures and their labels, in the order its labels.json lists them (pictures it
     does not list follow, sorted, labelled by their file name)."""

@@ -15,6 +15,8 @@ def test_search_in_the_browser(app_url, page):
     gallery_images = page.locator(".gallery img, [data-testid='gallery'] img, button.thumbnail-item img")
     gallery_images.first.wait_for(timeout=30_000)
     assert gallery_images.count() >= 12
+    page.wait_for_timeout(1_000)  # the worked answer, had it come late, would have landed by now
+    assert page.get_by_label("Description").input_value() == "a dog on a blue background"  # never replaced by it
     page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
     assert "OpenMoji" in page.content()
 
@@ -128,6 +130,45 @@ def test_a_line_shows_while_the_warm_start_downloads(page):
         assert "Hugging Face Hub" in page.locator("body").inner_text()
         release.set()
         line.wait_for(state="detached", timeout=30_000)
+    finally:
+        release.set()
+        demo.close()
+
+
+@pytest.mark.slow
+def test_a_query_typed_before_the_worked_answer_lands_is_kept(page):
+    """The Search tab's worked answer is held while the visitor types a query; once it is computed it does not
+    land: the typed query stays (and a search runs on it, not on the example's)."""
+    import dataclasses
+    import threading
+
+    from app import build_demo
+    from core.catalog import load_catalog
+    from core.warmup import WarmStart
+
+    warm, entered, release, computed = WarmStart(), threading.Event(), threading.Event(), threading.Event()
+    demo = build_demo(load_catalog(), warm=warm)  # no warm-up thread: the page load computes the answers
+    step = warm._steps["search worked answer"]
+
+    def held():
+        entered.set()
+        release.wait(60)
+        try:
+            return step.build()
+        finally:
+            computed.set()
+
+    warm._steps[step.name] = dataclasses.replace(step, build=held)
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        page.goto(demo.local_url, wait_until="load")
+        assert entered.wait(60)  # the worked answer is being computed, and held
+        box = page.get_by_label("Description")
+        box.fill("a cat")
+        release.set()
+        assert computed.wait(120)
+        page.wait_for_timeout(5_000)  # time for the computed answer to reach the page, were it to land
+        assert box.input_value() == "a cat"
     finally:
         release.set()
         demo.close()
