@@ -1,7 +1,9 @@
 """The warm start: what the first visitor needs is loaded in a background thread right after the server is up.
 
 A `WarmStart` is a list of named steps (load a model, its indexes and class embeddings; compute a tab's worked
-answer; draw the Compare plots), run in order by one thread. A step's value is computed once per process:
+answer; draw the Compare plots), run in order by one thread per lane: steps that need none of each other's
+results go in separate lanes and run side by side (the Compare plots are matplotlib, mostly holding the GIL,
+while the models' steps are mostly torch, which releases it). A step's value is computed once per process:
 `get(name)` returns it, waiting while the warm-up thread is computing it, or computing it itself when the
 warm-up has not reached it yet (then the thread finds it done). Models and indexes go through the same bounded
 caches as every request (`core.services`), so a request that needs a model still loading waits for that load
@@ -28,26 +30,27 @@ class Step:
     name: str
     build: Callable[[], Any]
     notice: str | None = None  # shown to visitors while this step runs (e.g. a Hub download)
+    lane: str = "main"  # steps of one lane run in order, lanes side by side
 
 
 class WarmStart:
-    """Named steps computed once per process, in order by a background thread, or earlier on demand."""
+    """Named steps computed once per process, in order by a background thread per lane, or earlier on demand."""
 
     def __init__(self) -> None:
         self._steps: dict[str, Step] = {}
         self._values = BoundedCache(maxsize=1 << 16)  # never evicts: one value per step
         self._lock = threading.Lock()
-        self._running: Step | None = None
+        self._running: dict[str, Step] = {}  # lane -> its step running now
         self._thread: threading.Thread | None = None
         self.done = threading.Event()
         self.timings: dict[str, float] = {}  # step -> seconds, as measured by the warm-up thread
         self.errors: dict[str, str] = {}  # step -> what went wrong (the step is retried on demand)
 
-    def add(self, name: str, build: Callable[[], Any], notice: str | None = None) -> None:
-        """Register a step; steps run in the order they were added."""
+    def add(self, name: str, build: Callable[[], Any], notice: str | None = None, lane: str = "main") -> None:
+        """Register a step; the steps of a lane run in the order they were added."""
         if name in self._steps:
             raise ValueError(f"warm-up step {name!r} is already registered")
-        self._steps[name] = Step(name, build, notice)
+        self._steps[name] = Step(name, build, notice, lane)
 
     def steps(self) -> list[str]:
         return list(self._steps)
@@ -57,7 +60,8 @@ class WarmStart:
         return self._values.get(name, self._steps[name].build)
 
     def start(self) -> threading.Thread:
-        """Run every step in a daemon thread (once; later calls return the same thread)."""
+        """Run every step in daemon threads, one per lane (once; later calls return the same thread, which
+        finishes once every lane has)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="warm-start", daemon=True)
@@ -72,13 +76,32 @@ class WarmStart:
 
     def notice(self) -> str:
         """What visitors should know about the step running now (empty when nothing to say)."""
-        step = self._running
-        return step.notice if step is not None and step.notice and not self.done.is_set() else ""
+        if self.done.is_set():
+            return ""
+        notices = [step.notice for step in list(self._running.values()) if step.notice]
+        return notices[0] if notices else ""
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        for step in list(self._steps.values()):
-            self._running = step
+        lanes: dict[str, list[Step]] = {}
+        for step in self._steps.values():
+            lanes.setdefault(step.lane, []).append(step)
+        others = [threading.Thread(target=self._run_lane, args=(lane, steps), name=f"warm-start-{lane}", daemon=True)
+                  for lane, steps in list(lanes.items())[1:]]
+        for thread in others:
+            thread.start()
+        if lanes:
+            first, steps = next(iter(lanes.items()))
+            self._run_lane(first, steps)
+        for thread in others:
+            thread.join()
+        self.done.set()
+        log.info("warm start done in %.1f s (%d steps, %d failed)", time.perf_counter() - t0, len(self._steps),
+                 len(self.errors))
+
+    def _run_lane(self, lane: str, steps: list[Step]) -> None:
+        for step in steps:
+            self._running[lane] = step
             t = time.perf_counter()
             try:
                 self.get(step.name)
@@ -87,10 +110,7 @@ class WarmStart:
                 log.warning("warm start: %s failed: %s", step.name, e)
             self.timings[step.name] = time.perf_counter() - t
             log.info("warm start: %s (%.2f s)", step.name, self.timings[step.name])
-        self._running = None
-        self.done.set()
-        log.info("warm start done in %.1f s (%d steps, %d failed)", time.perf_counter() - t0, len(self._steps),
-                 len(self.errors))
+        self._running.pop(lane, None)
 
 
 def import_before_serving() -> list[str]:

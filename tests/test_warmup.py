@@ -40,6 +40,37 @@ def test_steps_run_once_in_order_and_get_waits_for_the_running_one():
     assert list(warm.timings) == ["slow", "after"]
 
 
+def test_lanes_run_side_by_side_and_the_warm_start_ends_with_the_last_lane():
+    """A step of one lane waits for a step of another lane: run one after the other (lanes ignored), this would
+    never finish. The warm start is done only when both lanes are; each lane keeps its own order."""
+    warm, order = WarmStart(), []
+    plotted = threading.Event()
+    release = threading.Event()
+
+    def model():
+        assert plotted.wait(10), "the plots lane did not run beside this one"
+        order.append("model")
+
+    def plots():
+        plotted.set()
+        release.wait(10)
+        order.append("plots")
+
+    warm.add("model", model)
+    warm.add("after model", lambda: order.append("after model"))
+    warm.add("plots", plots, notice="drawing", lane="plots")
+    warm.start()
+    assert plotted.wait(10)
+    for _ in range(100):
+        if "after model" in order:
+            break
+        threading.Event().wait(0.05)
+    assert order == ["model", "after model"] and warm.running() and warm.notice() == "drawing"
+    release.set()
+    assert warm.wait(10) and order[-1] == "plots" and not warm.errors
+    assert set(warm.timings) == {"model", "after model", "plots"} and warm.notice() == ""
+
+
 def test_a_failed_step_does_not_stop_the_others_and_is_retried_on_demand():
     warm, attempts = WarmStart(), Counter()
 
