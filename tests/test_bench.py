@@ -101,6 +101,48 @@ def test_first_minute_section_renders_before_and_after():
     assert "4.0 s / 12.5 s" in md and "Before: not measured" in first_minute.markdown(after)
 
 
+def test_speed_goals_say_whether_they_come_from_one_run_and_regenerate_readme(tmp_path, monkeypatch):
+    """The speed-goals table of BENCHMARKS.md and README is rendered from the stored results of two benchmarks:
+    it says "one run" only when both carry the same run of `python -m bench`, and each verdict follows its figure."""
+    import json
+
+    import bench.__main__ as main
+
+    t = lambda ms: {"p50_ms": ms, "p95_ms": ms}  # noqa: E731
+    arch = {"date": "d1", "load_average_1min": [0.5, 1.0],
+            "text_query": {"max_tokens": 11, "max_abs_embedding_difference": 1e-7,
+                           "timings": {"before (context 77)": t(57), "after (stops at the end token)": t(14.2)}},
+            "categorise": {"image": "640x480", "identical_maps": True, "timings": {"before": t(480), "after": t(401)}},
+            "blip_caption": {"beam": 3, "tokens_with_maps": 20, "identical_tokens": "identical",
+                             "max_map_difference": 0.0, "timings": {"before": t(4000), "after": t(1900)}},
+            "int8_on_demo_clip": {"n_images": 10, "n_captions": 50, "float32": {"t2i_R@1": 20.0},
+                                  "int8 text MLPs": {"t2i_R@1": 19.8}},
+            "mobileclip": {"S0": {"repo": "r/S0", "text_speedup": 2.5, "image_speedup": 2.1, "qualifies": True}}}
+    tabs = {"Search": 1.2, "Compare": 2.3}
+    first = {"date": "d2", "warm": {"warm_done_s": 14.0, "load_avg_1min_at_start": 1.0, "load_avg_1min_at_end": 1.5,
+                                    "browser": {"page_to_answer_s": tabs}}}
+    run = {"id": "2026-01-01 00:00:00 UTC", "command": "python -m bench", "benches": ["real_architectures", "first_minute"]}
+    monkeypatch.setattr(main, "RESULTS", tmp_path)
+    for name, r in (("real_architectures", arch), ("first_minute", first)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r | {"run": run}))
+    md = main.speed_goals_markdown()
+    assert "All from one run: `python -m bench`, started 2026-01-01 00:00:00 UTC" in md
+    assert "| 14.2 ms | ≤ 15 ms | met |" in md and "| 1.90 s | ≤ 2 s, identical | met |" in md
+    assert "| 401 ms | ≤ 400 ms | **not met** |" in md and "| 14.0 s | ≤ 15 s | met |" in md
+    assert "| 2.30 s | ≤ 2 s | **not met** |" in md and "| -0.2 points | ≥ -0.5 points | met |" in md
+    assert "| 2.50× / 2.10× | ≥ 2× / ≥ 2× to join | joins |" in md
+    (tmp_path / "first_minute.json").write_text(json.dumps(first | {"run": run | {"id": "later"}}))
+    assert "**Not from one run**" in main.speed_goals_markdown()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{main.SPEED_START}\nold table\n{main.SPEED_END}\nafter\n")
+    assert main.regenerate_readme(md, readme)
+    text = readme.read_text()
+    assert "old table" not in text and "| 14.2 ms | ≤ 15 ms | met |" in text and text.endswith("after\n")
+    assert text.startswith("intro\n") and "## Speed goals" not in text
+    readme.write_text("no markers\n")
+    assert not main.regenerate_readme(md, readme) and readme.read_text() == "no markers\n"
+
+
 def test_ray_embedding_rates_and_table():
     """The Ray benchmark's arithmetic and table on made-up timings (the benchmark itself starts Ray clusters)."""
     from bench import ray_embedding
