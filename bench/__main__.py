@@ -152,7 +152,7 @@ def speed_goals_markdown() -> str:
 
 {source}; 2 CPUs, 2 torch threads ({loads}). Random weights of the real
 architectures measure their compute, never their quality. Details and before/after figures: "Real architectures"
-and "First minute" below.
+and "First minute" in BENCHMARKS.md.
 
 {chr(10).join(lines)}
 """
