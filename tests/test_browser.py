@@ -132,6 +132,7 @@ def test_a_line_shows_while_the_warm_start_downloads(page):
         line.wait_for(state="detached", timeout=30_000)
     finally:
         release.set()
+        warm.wait(180)  # the rest of the warm start (worked answers, plots) must not run into the next test
         demo.close()
 
 
@@ -161,7 +162,9 @@ def test_a_query_typed_before_the_worked_answer_lands_is_kept(page):
     warm._steps[step.name] = dataclasses.replace(step, build=held)
     demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
-        page.goto(demo.local_url, wait_until="load")
+        # not "load": that waits for every lazily loaded chunk, served by this process while it computes the other
+        # tabs' worked answers (there is no warm-up thread here); the box below is waited for anyway
+        page.goto(demo.local_url, wait_until="domcontentloaded")
         assert entered.wait(60)  # the worked answer is being computed, and held
         box = page.get_by_label("Description")
         box.fill("a cat")
