@@ -171,6 +171,7 @@ def regenerate_readme(table: str, readme: Path = Path("README.md")) -> bool:
 
 
 def render() -> str:
+    results = {name: _load(name) for name in BENCHES}  # each stored result read once
     parts = [speed_goals_markdown()]
     machine = None
     for name, fmt in (("demo_models", demo_models.markdown),
@@ -180,20 +181,14 @@ def render() -> str:
                       ("rehearsal", rehearsal.markdown), ("real_architectures", real_architectures.markdown),
                       ("explanations", explanations.markdown),
                       ("private_collections", private_collections.markdown)):
-        path = RESULTS / f"{name}.json"
-        if path.is_file():
-            r = json.loads(path.read_text())
-            machine = machine or r["machine"]
-            parts.append(fmt(r))
-    first = RESULTS / "first_minute.json"
-    if first.is_file():
-        before = RESULTS / "first_minute_before.json"  # the code before the warm start, measured by the same bench
-        parts.append(first_minute.markdown(json.loads(first.read_text()),
-                                           json.loads(before.read_text()) if before.is_file() else None))
-    runs = sorted({r["run"]["id"] for r in map(_load, BENCHES) if r and "run" in r})
-    stored = [n for n in BENCHES if (RESULTS / f"{n}.json").is_file()]
-    unstamped = [n for n in stored if "run" not in (_load(n) or {})]
-    if len(runs) == 1 and not unstamped:
+        if results[name]:
+            machine = machine or results[name]["machine"]
+            parts.append(fmt(results[name]))
+    if results["first_minute"]:  # with the code before the warm start, measured by the same bench, if stored
+        parts.append(first_minute.markdown(results["first_minute"], _load("first_minute_before")))
+    stored = [r for r in results.values() if r]
+    runs = sorted({r["run"]["id"] for r in stored if "run" in r})
+    if len(runs) == 1 and all("run" in r for r in stored):
         head = f"# Benchmarks\n\nEvery figure below was measured in one run of `python -m bench`, started {runs[0]},"
     else:
         head = ("# Benchmarks\n\nThe figures below were measured by `python -m bench` (one command, every benchmark) "
